@@ -1,0 +1,47 @@
+# connect-chat-relay: every command a reviewer runs. Only python3 and make are needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lint typecheck unit test demo bench package clean
+
+help:
+	@echo "make demo     run the relay end to end on emulated AWS (no account needed)"
+	@echo "make test     lint, type check and every test"
+	@echo "make bench    throughput and latency figures against baselines"
+	@echo "make package  chalice package into build/package"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(BIN)/python -m scripts.demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+package: $(STAMP)
+	rm -rf build/package
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $${STAGE:-dev} build/package
+	@echo "CloudFormation template and deployment.zip written to build/package"
+
+clean:
+	rm -rf $(VENV) build .relay-demo .bench .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,56 @@
+"""AWS clients, created once per container and only when first used.
+
+They are made the ordinary way, so ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>`` point them at local
+stand-ins with no code change. Everything else in the relay receives a client; nothing else calls boto3.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_connect import ConnectClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+# Connect throttles at a few TPS: adaptive mode backs off client-side as well as retrying 429s and 5xx.
+_CONNECT_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": 4},
+    connect_timeout=2,
+    read_timeout=5,
+    user_agent_extra="connect-chat-relay",
+)
+_DEFAULT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=2,
+    read_timeout=10,
+    user_agent_extra="connect-chat-relay",
+)
+
+
+@cache
+def connect() -> ConnectClient:
+    """The Amazon Connect client."""
+    return boto3.client("connect", config=_CONNECT_CONFIG)
+
+
+@cache
+def dynamodb() -> DynamoDBClient:
+    """The DynamoDB client."""
+    return boto3.client("dynamodb", config=_DEFAULT_CONFIG)
+
+
+@cache
+def s3() -> S3Client:
+    """The S3 client."""
+    return boto3.client("s3", config=_DEFAULT_CONFIG)
+
+
+def reset() -> None:
+    """Forget every client (tests, and the demo when it repoints endpoints)."""
+    for factory in (connect, dynamodb, s3):
+        factory.cache_clear()

@@ -1,0 +1,46 @@
+"""One Powertools Logger and one Metrics for every handler of the relay.
+
+Created at import (cheap: no AWS call); the Chalice middleware in ``app.py`` resets their state per invocation.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+SERVICE = "connect-chat-relay"
+NAMESPACE = "ConnectChatRelay"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+def count(name: str, value: float = 1, **dimensions: str) -> None:
+    """Add to a counter; with dimensions (``reason="..."``) it is flushed as a metric of its own."""
+    if not dimensions:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        return
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE, default_dimensions=metrics.default_dimensions
+    ) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        for key, dim in dimensions.items():
+            metric.add_dimension(name=key, value=dim)
+
+
+def milliseconds(name: str, value: float) -> None:
+    """Record a latency in milliseconds."""
+    metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
+
+
+@contextmanager
+def contact_keys(*, initial_contact_id: str | None, contact_id: str | None) -> Iterator[None]:
+    """Every log line inside carries the contact's ids."""
+    with logger.append_context_keys(initial_contact_id=initial_contact_id, contact_id=contact_id):
+        yield

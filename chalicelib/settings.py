@@ -1,0 +1,167 @@
+"""The one typed view of the relay's environment, read lazily and validated with clear errors.
+
+``.chalice/config.json`` sets these per stage. Nothing here runs at import: the first invocation that needs the
+settings calls :func:`get_settings`, and a missing or invalid value fails it with one message naming every
+variable at fault and what it expects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from chalicelib.errors import SettingsError
+
+SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:sns:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):(?P<name>[\w-]{1,256})$")
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9-]{1,100}$")
+FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+DEFAULT_DETAIL_TYPE = "Amazon Connect Contact Event"
+PACKAGE_CONFIG_DIR = Path(__file__).parent / "config"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the relay reads from its environment, validated."""
+
+    stage: str
+    region: str
+    streaming_topic_arn: str
+    allowed_instance_ids: frozenset[str]
+    streams_table_name: str
+    streams_ttl_days: int
+    quarantine_bucket: str
+    quarantine_prefix: str
+    relay_config_file: Path
+    connect_instance_id: str | None = None
+    contact_flows: Mapping[str, str] = field(default_factory=dict)
+    default_flow: str | None = None
+
+    @property
+    def topic_region(self) -> str:
+        """The region of the streaming topic (Connect requires it to match the instance's)."""
+        match = SNS_TOPIC_ARN.match(self.streaming_topic_arn)
+        return match.group("region") if match else ""
+
+
+class _Reader:
+    """Reads variables and collects every problem before failing once."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def required(self, name: str, expected: str) -> str:
+        value = self.environ.get(name, "").strip()
+        if not value:
+            self.problems.append(f"{name} is not set (expected {expected})")
+        return value
+
+    def optional(self, name: str, default: str = "") -> str:
+        return self.environ.get(name, default).strip() or default
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.optional(name, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            self.problems.append(f"{name}={raw!r} is invalid (expected a whole number from {low} to {high})")
+            return default
+        return value
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build and validate :class:`Settings` from a mapping of environment variables."""
+    read = _Reader(environ)
+    stage = read.optional("RELAY_STAGE", "dev")
+    region = read.optional("AWS_REGION") or read.optional("AWS_DEFAULT_REGION")
+    if not region:
+        read.problems.append("AWS_REGION is not set (Lambda sets it; locally set AWS_DEFAULT_REGION)")
+
+    topic = read.required("STREAMING_TOPIC_ARN", "the ARN of a standard SNS topic")
+    if topic:
+        match = SNS_TOPIC_ARN.match(topic)
+        if len(topic) > 350 or not match:
+            read.problems.append("STREAMING_TOPIC_ARN is invalid (expected an SNS topic ARN of at most 350 characters)")
+        elif match.group("name").endswith(".fifo"):
+            read.problems.append("STREAMING_TOPIC_ARN names a FIFO topic (Connect streams only to standard topics)")
+        elif region and match.group("region") != region:
+            read.problems.append(
+                f"STREAMING_TOPIC_ARN is in {match.group('region')} but the relay runs in {region} "
+                "(Connect requires the topic in the instance's region)"
+            )
+
+    raw_ids = read.required("ALLOWED_INSTANCE_IDS", "a comma-separated list of Amazon Connect instance ids")
+    instance_ids = frozenset(part.strip() for part in raw_ids.split(",") if part.strip())
+    bad_ids = sorted(i for i in instance_ids if not INSTANCE_ID.match(i))
+    if bad_ids:
+        read.problems.append(f"ALLOWED_INSTANCE_IDS has invalid ids {bad_ids} (expected 1 to 100 letters, digits, -)")
+
+    table = read.required("STREAMS_TABLE_NAME", "the DynamoDB table that keeps streaming ids")
+    ttl_days = read.integer("STREAMS_TTL_DAYS", 8, 1, 365)
+    bucket = read.required("QUARANTINE_BUCKET", "the S3 bucket that keeps items the relay could not read")
+    prefix = read.optional("QUARANTINE_PREFIX", "quarantine/")
+    config_file = Path(read.optional("RELAY_CONFIG_FILE", str(PACKAGE_CONFIG_DIR / f"destinations-{stage}.json")))
+
+    connect_instance = read.optional("CONNECT_INSTANCE_ID") or None
+    if connect_instance is not None and connect_instance not in instance_ids:
+        read.problems.append("CONNECT_INSTANCE_ID is not among ALLOWED_INSTANCE_IDS")
+    flows = _contact_flows(read)
+    default_flow = read.optional("DEFAULT_CONTACT_FLOW") or (next(iter(flows)) if flows else None)
+    if default_flow is not None and default_flow not in flows:
+        read.problems.append(f"DEFAULT_CONTACT_FLOW={default_flow!r} is not a name in CONTACT_FLOWS")
+
+    if read.problems:
+        raise SettingsError("invalid relay settings: " + "; ".join(read.problems))
+    return Settings(
+        stage=stage,
+        region=region,
+        streaming_topic_arn=topic,
+        allowed_instance_ids=instance_ids,
+        streams_table_name=table,
+        streams_ttl_days=ttl_days,
+        quarantine_bucket=bucket,
+        quarantine_prefix=prefix,
+        relay_config_file=config_file,
+        connect_instance_id=connect_instance,
+        contact_flows=flows,
+        default_flow=default_flow,
+    )
+
+
+def _contact_flows(read: _Reader) -> dict[str, str]:
+    raw = read.optional("CONTACT_FLOWS", "{}")
+    expected = 'a JSON object of flow names to contact flow ids, e.g. {"support": "1111-..."}'
+    try:
+        flows = json.loads(raw)
+    except json.JSONDecodeError:
+        read.problems.append(f"CONTACT_FLOWS is not JSON (expected {expected})")
+        return {}
+    if not isinstance(flows, dict) or not all(
+        isinstance(k, str) and FLOW_NAME.match(k) and isinstance(v, str) and 0 < len(v) <= 500
+        for k, v in flows.items()
+    ):
+        read.problems.append(f"CONTACT_FLOWS is invalid (expected {expected})")
+        return {}
+    return flows
+
+
+@cache
+def get_settings() -> Settings:
+    """The settings of this container, read on first use."""
+    return load_settings(os.environ)
+
+
+def deploy_time(name: str, default: str) -> str:
+    """A value that shapes the deployment itself (an event pattern, a topic subscription).
+
+    Read at import, because Chalice reads decorators at package time; the Chalice CLI sets the stage's
+    environment variables before it imports ``app.py``. Never validated here: a bad value shows at deploy.
+    """
+    return os.environ.get(name, "").strip() or default
