@@ -24,6 +24,13 @@ _CONNECT_CONFIG = Config(
     read_timeout=5,
     user_agent_extra="connect-chat-relay",
 )
+# The contact flow waits at most 8 s for its Lambda: two quick attempts, never the full backoff.
+_CONNECT_FOR_FLOW_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 2},
+    connect_timeout=1,
+    read_timeout=2,
+    user_agent_extra="connect-chat-relay",
+)
 _DEFAULT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=2,
@@ -36,6 +43,12 @@ _DEFAULT_CONFIG = Config(
 def connect() -> ConnectClient:
     """The Amazon Connect client."""
     return boto3.client("connect", config=_CONNECT_CONFIG)
+
+
+@cache
+def connect_for_flow() -> ConnectClient:
+    """An Amazon Connect client with a budget that fits a contact flow's synchronous call."""
+    return boto3.client("connect", config=_CONNECT_FOR_FLOW_CONFIG)
 
 
 @cache
@@ -52,5 +65,5 @@ def s3() -> S3Client:
 
 def reset() -> None:
     """Forget every client (tests, and the demo when it repoints endpoints)."""
-    for factory in (connect, dynamodb, s3):
+    for factory in (connect, connect_for_flow, dynamodb, s3):
         factory.cache_clear()

@@ -27,11 +27,23 @@ def count(name: str, value: float = 1, **dimensions: str) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         return
     with single_metric(
-        name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE, default_dimensions=metrics.default_dimensions
+        name=name,
+        unit=MetricUnit.Count,
+        value=value,
+        namespace=NAMESPACE,
+        default_dimensions=metrics.default_dimensions,
     ) as metric:
         metric.add_dimension(name="service", value=SERVICE)
         for key, dim in dimensions.items():
             metric.add_dimension(name=key, value=dim)
+
+
+def count_streaming_start(*, already_streaming: bool) -> None:
+    """StreamingStarted, or StreamingSkipped with reason AlreadyStreaming when the relay had started it before."""
+    if already_streaming:
+        count("StreamingSkipped", reason="AlreadyStreaming")
+    else:
+        count("StreamingStarted")
 
 
 def milliseconds(name: str, value: float) -> None:
@@ -44,3 +56,9 @@ def contact_keys(*, initial_contact_id: str | None, contact_id: str | None) -> I
     """Every log line inside carries the contact's ids."""
     with logger.append_context_keys(initial_contact_id=initial_contact_id, contact_id=contact_id):
         yield
+
+
+def flush() -> None:
+    """Publish the invocation's metrics (as EMF log lines), if it recorded any."""
+    if metrics.metric_set:
+        metrics.flush_metrics()

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from chalicelib.errors import SettingsError
 
-SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:sns:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):(?P<name>[\w-]{1,256})$")
+SNS_TOPIC_ARN = re.compile(
+    r"^arn:aws[a-zA-Z-]*:sns:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):(?P<name>[\w-]{1,256}(\.fifo)?)$"
+)
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 DEFAULT_DETAIL_TYPE = "Amazon Connect Contact Event"
@@ -97,8 +99,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                 "(Connect requires the topic in the instance's region)"
             )
 
-    raw_ids = read.required("ALLOWED_INSTANCE_IDS", "a comma-separated list of Amazon Connect instance ids")
+    ids_expected = "a comma-separated list of Amazon Connect instance ids"
+    raw_ids = read.required("ALLOWED_INSTANCE_IDS", ids_expected)
     instance_ids = frozenset(part.strip() for part in raw_ids.split(",") if part.strip())
+    if raw_ids and not instance_ids:
+        read.problems.append(f"ALLOWED_INSTANCE_IDS is not set (expected {ids_expected})")
     bad_ids = sorted(i for i in instance_ids if not INSTANCE_ID.match(i))
     if bad_ids:
         read.problems.append(f"ALLOWED_INSTANCE_IDS has invalid ids {bad_ids} (expected 1 to 100 letters, digits, -)")
@@ -144,8 +149,7 @@ def _contact_flows(read: _Reader) -> dict[str, str]:
         read.problems.append(f"CONTACT_FLOWS is not JSON (expected {expected})")
         return {}
     if not isinstance(flows, dict) or not all(
-        isinstance(k, str) and FLOW_NAME.match(k) and isinstance(v, str) and 0 < len(v) <= 500
-        for k, v in flows.items()
+        isinstance(k, str) and FLOW_NAME.match(k) and isinstance(v, str) and 0 < len(v) <= 500 for k, v in flows.items()
     ):
         read.problems.append(f"CONTACT_FLOWS is invalid (expected {expected})")
         return {}

@@ -1,0 +1,72 @@
+"""The contact flow's "Invoke AWS Lambda function" block: start streaming before the flow's first message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import Blueprint
+
+from chalicelib.contact_events import instance_id_from_arn
+from chalicelib.dependencies import flow_streaming_starter
+from chalicelib.errors import ConnectError, SettingsError
+from chalicelib.observability import contact_keys, count, count_streaming_start, logger
+from chalicelib.settings import get_settings
+
+flow = Blueprint(__name__)
+MAX_CONTACT_ID = 256
+
+
+def _failed(reason: str) -> dict[str, str]:
+    return {"streaming": "failed", "reason": reason}
+
+
+@flow.lambda_function(name="start_streaming_from_flow")
+def start_streaming_from_flow(event: dict[str, Any], context: Any) -> dict[str, str]:
+    """Answer the flow with a flat map of strings; never raise into it (the flow would take its error branch)."""
+    contact = event.get("Details", {}).get("ContactData") if isinstance(event, dict) else None
+    if not isinstance(contact, dict):
+        logger.warning("flow event without Details.ContactData")
+        count("StreamingStartFailed", reason="Malformed")
+        return _failed("the event has no Details.ContactData")
+    contact_id = contact.get("ContactId")
+    initial = contact.get("InitialContactId") or contact_id
+    with contact_keys(initial_contact_id=initial if isinstance(initial, str) else None, contact_id=str(contact_id)):
+        return _start(contact, initial)
+
+
+def _start(contact: dict[str, Any], initial: object) -> dict[str, str]:
+    if not isinstance(initial, str) or not 0 < len(initial) <= MAX_CONTACT_ID:
+        count("StreamingStartFailed", reason="Malformed")
+        return _failed("ContactId is missing or invalid")
+    channel = str(contact.get("Channel") or "").upper()
+    if channel != "CHAT":
+        count("StreamingSkipped", reason="NotChat")
+        return {"streaming": "skipped", "reason": f"channel {channel or 'unknown'} does not stream"}
+    parsed = instance_id_from_arn(str(contact.get("InstanceARN") or contact.get("InstanceArn") or ""))
+    if parsed is None:
+        count("StreamingStartFailed", reason="Malformed")
+        return _failed("InstanceARN is missing or invalid")
+    try:
+        if parsed[0] not in get_settings().allowed_instance_ids:
+            count("StreamingSkipped", reason="InstanceNotAllowed")
+            return {"streaming": "skipped", "reason": "instance not allowed"}
+        outcome = flow_streaming_starter().start(instance_id=parsed[0], initial_contact_id=initial, started_by="flow")
+    except ConnectError as exc:
+        logger.warning("flow streaming start failed", extra={"code": exc.code, "reason": exc.reason})
+        count("StreamingStartFailed", reason=exc.code)
+        return _failed(exc.code)
+    except SettingsError as exc:
+        logger.error("relay settings are invalid", extra={"reason": str(exc)})
+        count("StreamingStartFailed", reason="Settings")
+        return _failed("relay misconfigured")
+    except Exception:
+        logger.exception("flow streaming start failed unexpectedly")
+        count("StreamingStartFailed", reason="Unexpected")
+        return _failed("unexpected error")
+    count_streaming_start(already_streaming=outcome.already_streaming)
+    logger.info("streaming started from the flow", extra={"streaming_id": outcome.streaming_id})
+    return {
+        "streaming": "started",
+        "streamingId": outcome.streaming_id,
+        "alreadyStreaming": "true" if outcome.already_streaming else "false",
+    }

@@ -1,0 +1,138 @@
+"""Shared fixtures: fake AWS credentials, the dev stage's settings, moto, and a stubbed Connect client."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib import dependencies
+
+EVENTS = Path(__file__).parent / "events"
+PROJECT = Path(__file__).parent.parent
+ACCOUNT = "111122223333"
+REGION = "us-east-1"
+INSTANCE_ID = "12345678-1234-1234-1234-123456789012"
+INSTANCE_ARN = f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID}"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:connect-chat-relay-dev-stream"
+STREAMS_TABLE = "connect-chat-relay-dev-streams"
+QUARANTINE_BUCKET = f"connect-chat-relay-dev-{ACCOUNT}"
+
+
+def load_event(relative: str) -> Any:
+    """A recorded payload from tests/events/."""
+    return json.loads((EVENTS / relative).read_text())
+
+
+def dev_stage_environment() -> dict[str, str]:
+    """The dev stage's environment variables, as `.chalice/config.json` gives them to Lambda."""
+    config = json.loads((PROJECT / ".chalice" / "config.json").read_text())
+    return {**config["environment_variables"], **config["stages"]["dev"]["environment_variables"]}
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials and the dev stage's settings; no test can reach a real AWS account."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CONNECT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    for name, value in dev_stage_environment().items():
+        monkeypatch.setenv(name, value)
+    dependencies.reset()
+    yield
+    dependencies.reset()
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto's emulated AWS with the relay's table and bucket."""
+    from moto import mock_aws
+
+    from chalicelib import clients
+
+    with mock_aws():
+        clients.dynamodb().create_table(
+            TableName=STREAMS_TABLE,
+            KeySchema=[{"AttributeName": "initial_contact_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "initial_contact_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        clients.s3().create_bucket(Bucket=QUARANTINE_BUCKET)
+        yield
+
+
+@pytest.fixture
+def connect_stub(aws: None) -> Iterator[Any]:
+    """botocore's Stubber on the relay's Connect clients (moto implements none of the streaming calls)."""
+    from botocore.stub import Stubber
+
+    from chalicelib import clients
+
+    with Stubber(clients.connect()) as stubber:
+        yield stubber
+
+
+@pytest.fixture
+def flow_connect_stub(aws: None) -> Iterator[Any]:
+    """The Stubber on the Connect client of the contact flow's function (a tighter time budget)."""
+    from botocore.stub import Stubber
+
+    from chalicelib import clients
+
+    with Stubber(clients.connect_for_flow()) as stubber:
+        yield stubber
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def emitted_metrics(output: str) -> dict[str, float]:
+    """Metrics printed as CloudWatch EMF lines, summed by ``Name`` or ``Name/reason``."""
+    totals: dict[str, float] = {}
+    for line in output.splitlines():
+        if '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                name = metric["Name"]
+                key = f"{name}/{blob['reason']}" if "reason" in blob else name
+                values = blob[name] if isinstance(blob[name], list) else [blob[name]]
+                totals[key] = totals.get(key, 0) + sum(values)
+    return totals
+
+
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is now, so pytest's capsys sees the relay's log lines."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logs_follow_stdout() -> None:
+    from chalicelib.observability import logger
+
+    logger.registered_handler.setStream(_CurrentStdout())  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def relay_output(capsys: pytest.CaptureFixture[str]) -> Any:
+    """Reads what the relay printed: its JSON log lines and its EMF metrics."""
+    return lambda: capsys.readouterr().out

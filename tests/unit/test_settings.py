@@ -1,0 +1,73 @@
+"""The settings: read from the environment, every problem named in one message."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chalicelib.errors import SettingsError
+from chalicelib.settings import load_settings
+from tests.conftest import INSTANCE_ID, PROJECT, TOPIC_ARN, dev_stage_environment
+
+
+def env(**overrides: str) -> dict[str, str]:
+    return {**dev_stage_environment(), "AWS_REGION": "us-east-1", **overrides}
+
+
+def test_the_dev_stage_configuration_is_valid() -> None:
+    settings = load_settings(env())
+    assert settings.streaming_topic_arn == TOPIC_ARN
+    assert settings.allowed_instance_ids == {INSTANCE_ID}
+    assert settings.streams_ttl_days == 8
+    assert settings.relay_config_file.name == "destinations-dev.json"
+
+
+def test_every_missing_variable_is_named_at_once() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"AWS_REGION": "us-east-1"})
+    message = str(raised.value)
+    for name in ("STREAMING_TOPIC_ARN", "ALLOWED_INSTANCE_IDS", "STREAMS_TABLE_NAME", "QUARANTINE_BUCKET"):
+        assert name in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"STREAMING_TOPIC_ARN": "not-an-arn"}, "STREAMING_TOPIC_ARN is invalid"),
+        ({"STREAMING_TOPIC_ARN": TOPIC_ARN + ".fifo"}, "FIFO"),
+        ({"STREAMING_TOPIC_ARN": TOPIC_ARN.replace("us-east-1", "eu-west-1")}, "instance's region"),
+        ({"STREAMING_TOPIC_ARN": TOPIC_ARN[:-5] + "x" * 340}, "at most 350"),
+        ({"ALLOWED_INSTANCE_IDS": "good-id, bad id!"}, "ALLOWED_INSTANCE_IDS has invalid ids"),
+        ({"ALLOWED_INSTANCE_IDS": " , "}, "ALLOWED_INSTANCE_IDS is not set"),
+        ({"STREAMS_TTL_DAYS": "zero"}, "STREAMS_TTL_DAYS='zero' is invalid"),
+        ({"STREAMS_TTL_DAYS": "0"}, "from 1 to 365"),
+        ({"CONNECT_INSTANCE_ID": "another"}, "CONNECT_INSTANCE_ID is not among"),
+        ({"CONTACT_FLOWS": "{nope"}, "CONTACT_FLOWS is not JSON"),
+        ({"CONTACT_FLOWS": '{"Bad Name": "x"}'}, "CONTACT_FLOWS is invalid"),
+        ({"CONTACT_FLOWS": '{"sales": "f-1"}', "DEFAULT_CONTACT_FLOW": "support"}, "DEFAULT_CONTACT_FLOW"),
+    ],
+)
+def test_invalid_values_are_named(overrides: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError, match=expected):
+        load_settings(env(**overrides))
+
+
+def test_flows_and_their_default() -> None:
+    settings = load_settings(env(CONTACT_FLOWS='{"sales": "f-1", "support": "f-2"}'))
+    assert settings.contact_flows == {"sales": "f-1", "support": "f-2"}
+    assert settings.default_flow == "sales"
+
+
+def test_the_config_file_can_be_pointed_elsewhere(tmp_path: Path) -> None:
+    target = tmp_path / "relay.json"
+    assert load_settings(env(RELAY_CONFIG_FILE=str(target))).relay_config_file == target
+
+
+def test_the_relay_imports_without_any_setting() -> None:
+    # Given an environment with no relay setting, When app.py is imported, Then nothing fails (read on first use).
+    environ = {k: v for k, v in os.environ.items() if k not in dev_stage_environment()}
+    subprocess.run([sys.executable, "-c", "import app"], cwd=PROJECT, env=environ, check=True, timeout=60)
