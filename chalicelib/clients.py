@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from mypy_boto3_connect import ConnectClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
 
 # Connect throttles at a few TPS: adaptive mode backs off client-side as well as retrying 429s and 5xx.
 _CONNECT_CONFIG = Config(
@@ -63,7 +66,25 @@ def s3() -> S3Client:
     return boto3.client("s3", config=_DEFAULT_CONFIG)
 
 
+@cache
+def sqs() -> SQSClient:
+    """The SQS client."""
+    return boto3.client("sqs", config=_DEFAULT_CONFIG)
+
+
+@cache
+def ssm() -> SSMClient:
+    """The SSM client (webhook secrets kept as SecureString parameters)."""
+    return boto3.client("ssm", config=_DEFAULT_CONFIG)
+
+
+@cache
+def secretsmanager() -> SecretsManagerClient:
+    """The Secrets Manager client (webhook secrets kept as secrets)."""
+    return boto3.client("secretsmanager", config=_DEFAULT_CONFIG)
+
+
 def reset() -> None:
     """Forget every client (tests, and the demo when it repoints endpoints)."""
-    for factory in (connect, connect_for_flow, dynamodb, s3):
+    for factory in (connect, connect_for_flow, dynamodb, s3, sqs, ssm, secretsmanager):
         factory.cache_clear()
