@@ -1,0 +1,71 @@
+"""Publishing an event: the destinations that want it, their secrets, the concurrent delivery, and a durable copy
+of every delivery that failed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from chalicelib.adapters.secrets import SecretUnavailableError
+from chalicelib.delivery import DeliveryResult
+from chalicelib.observability import count, logger
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.quarantine import Quarantine
+    from chalicelib.adapters.secrets import SecretResolver
+    from chalicelib.delivery import Fanout, WebhookTarget
+    from chalicelib.destinations import RelayConfig
+    from chalicelib.events import RelayEvent
+
+
+class Relay:
+    """Delivers each event to every destination whose filters accept it."""
+
+    def __init__(
+        self,
+        config: Callable[[], RelayConfig],
+        secrets: SecretResolver,
+        fanout: Fanout,
+        quarantine: Quarantine,
+    ) -> None:
+        self._config = config
+        self._secrets = secrets
+        self._fanout = fanout
+        self._quarantine = quarantine
+
+    def publish(self, event: RelayEvent) -> list[DeliveryResult]:
+        """Deliver ``event``; failed deliveries are kept in the quarantine's ``undelivered/`` for replay."""
+        targets: list[tuple[WebhookTarget, Sequence[str]]] = []
+        unresolved: list[DeliveryResult] = []
+        for destination in self._config().destinations:
+            if not destination.accepts(event):
+                continue
+            try:
+                secrets = [self._secrets.resolve(ref) for ref in destination.secrets]
+            except SecretUnavailableError as exc:
+                logger.error("webhook secret unavailable", extra={"destination": destination.name, "reason": str(exc)})
+                count("DeliveryFailed")
+                unresolved.append(_unsigned(event, destination.name, str(exc)))
+                continue
+            targets.append((destination, secrets))
+        results = self._fanout.deliver(event, targets) + unresolved
+        for result in results:
+            if not result.ok:
+                key = self._quarantine.keep_undelivered(event, result)
+                logger.info("undelivered event kept", extra={"destination": result.destination, "key": key})
+        return results
+
+
+def _unsigned(event: RelayEvent, destination: str, reason: str) -> DeliveryResult:
+    return DeliveryResult(
+        destination=destination,
+        webhook_id=event.webhook_id,
+        event_type=event.type,
+        ok=False,
+        status=None,
+        error=f"not sent: {reason}",
+        latency_ms=0.0,
+        retryable=True,
+        retry_after_seconds=None,
+        disable_endpoint=False,
+    )
