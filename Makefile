@@ -23,6 +23,7 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint infra/*.yaml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
