@@ -1,0 +1,204 @@
+"""Fan one event out to its webhook destinations, concurrently, and say what each delivery came to.
+
+Every destination receives the same body bytes with the same ``webhook-id`` and ``webhook-timestamp``; only the
+signature differs, because each destination has its own secrets. One destination failing, slowly or with an
+exception, never affects another. Metrics are recorded on the calling thread: Powertools Metrics is not
+thread-safe.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Protocol
+
+from chalicelib import __version__
+from chalicelib.observability import count, logger, milliseconds
+from chalicelib.signing import sign
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.webhooks import WebhookOutcome, WebhookSender
+    from chalicelib.events import RelayEvent
+
+USER_AGENT = f"connect-chat-relay/{__version__}"
+# Besides every 5xx: the receiver timed out reading (408), is not ready for early data (425), or is throttling (429).
+RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
+# A receiver may slow its retries down, but not push them past the retry schedule's horizon.
+MAX_RETRY_AFTER_SECONDS = 24 * 60 * 60
+
+
+class WebhookTarget(Protocol):
+    """What delivery needs of a destination (``chalicelib.destinations.Destination`` satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+    @property
+    def allow_http(self) -> bool: ...
+    @property
+    def allow_private_network(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What delivering one event to one destination came to; ``error`` never holds a secret or the url."""
+
+    destination: str
+    webhook_id: str
+    event_type: str
+    ok: bool
+    status: int | None
+    error: str | None
+    latency_ms: float
+    retryable: bool
+    retry_after_seconds: int | None
+    disable_endpoint: bool
+
+
+class Fanout:
+    """Delivers events to webhook destinations with one bounded thread pool, created once and reused."""
+
+    def __init__(self, sender: WebhookSender, max_workers: int = 16) -> None:
+        self._sender = sender
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="webhook-delivery")
+
+    def deliver(
+        self, event: RelayEvent, targets: Sequence[tuple[WebhookTarget, Sequence[str]]]
+    ) -> list[DeliveryResult]:
+        """Deliver ``event`` to every target (a destination and its secrets); results in the targets' order."""
+        if not targets:
+            return []
+        sent_at = int(time.time())
+        timestamp = datetime.fromtimestamp(sent_at, UTC)
+        body = event.body
+        signed_text = body.decode("utf-8")
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": event.webhook_id,
+            "webhook-timestamp": str(sent_at),
+        }
+
+        def deliver_one(target: WebhookTarget, secrets: Sequence[str]) -> tuple[DeliveryResult, Exception | None]:
+            started = time.perf_counter()
+            try:
+                signed = {**headers, "webhook-signature": sign(event.webhook_id, timestamp, signed_text, secrets)}
+                outcome = self._sender.send(
+                    target.url,
+                    body,
+                    signed,
+                    timeout_seconds=target.timeout_seconds,
+                    allow_http=target.allow_http,
+                    allow_private_network=target.allow_private_network,
+                )
+            except Exception as exc:
+                # A bug or a bad secret, not the receiver's doing: retried later, with the traceback logged now.
+                latency_ms = (time.perf_counter() - started) * 1000
+                error = f"internal error: {type(exc).__name__}"
+                return _failure(event, target, latency_ms, error, retryable=True), exc
+            return _result(event, target, outcome, (time.perf_counter() - started) * 1000), None
+
+        (first_target, first_secrets), *rest = targets
+        # The calling thread delivers the first target itself instead of idling while the pool works.
+        futures = [self._executor.submit(deliver_one, target, secrets) for target, secrets in rest]
+        attempts = [deliver_one(first_target, first_secrets)]
+        attempts.extend(future.result() for future in futures)
+
+        results = []
+        for result, exc in attempts:
+            _record(result, exc)
+            results.append(result)
+        return results
+
+    def close(self) -> None:
+        """Stop the worker threads once the deliveries under way have finished."""
+        self._executor.shutdown(wait=True)
+
+
+def _result(event: RelayEvent, target: WebhookTarget, outcome: WebhookOutcome, latency_ms: float) -> DeliveryResult:
+    status = outcome.status
+    if status is None:
+        return _failure(event, target, latency_ms, outcome.error, retryable=not outcome.refused)
+    ok = 200 <= status < 300
+    retryable = not ok and (status >= 500 or status in RETRYABLE_CLIENT_STATUSES)
+    return DeliveryResult(
+        destination=target.name,
+        webhook_id=event.webhook_id,
+        event_type=event.type,
+        ok=ok,
+        status=status,
+        error=None if ok else _status_error(status),
+        latency_ms=latency_ms,
+        retryable=retryable,
+        retry_after_seconds=retry_after_seconds(outcome.retry_after) if retryable else None,
+        disable_endpoint=status == 410,
+    )
+
+
+def _failure(
+    event: RelayEvent, target: WebhookTarget, latency_ms: float, error: str | None, *, retryable: bool
+) -> DeliveryResult:
+    return DeliveryResult(
+        destination=target.name,
+        webhook_id=event.webhook_id,
+        event_type=event.type,
+        ok=False,
+        status=None,
+        error=error,
+        latency_ms=latency_ms,
+        retryable=retryable,
+        retry_after_seconds=None,
+        disable_endpoint=False,
+    )
+
+
+def _status_error(status: int) -> str:
+    if status == 410:
+        return "HTTP 410 Gone: the receiver retired this endpoint"
+    if 300 <= status < 400:
+        return f"HTTP {status}: redirect not followed"
+    return f"HTTP {status}"
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> int | None:
+    """A ``Retry-After`` header (seconds or an HTTP date) as whole seconds from ``now``; None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        seconds = int(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = math.ceil(when.timestamp() - (time.time() if now is None else now))
+    return min(max(seconds, 0), MAX_RETRY_AFTER_SECONDS)
+
+
+def _record(result: DeliveryResult, exc: Exception | None) -> None:
+    milliseconds("DeliveryLatency", result.latency_ms)
+    if result.ok:
+        count("DeliverySucceeded")
+        return
+    count("DeliveryFailed")
+    details: Mapping[str, object] = {
+        "destination": result.destination,
+        "webhook_id": result.webhook_id,
+        "event_type": result.event_type,
+        "status": result.status,
+        "error": result.error,
+        "retryable": result.retryable,
+        "disable_endpoint": result.disable_endpoint,
+    }
+    logger.warning("webhook delivery failed", extra=details, exc_info=exc)

@@ -1,0 +1,536 @@
+"""Webhook delivery against real HTTP receivers on 127.0.0.1: headers, signatures, outcomes, SSRF, concurrency.
+
+Times asserted here are orders of events recorded by the receivers, or generous bounds: the suite runs on a
+loaded two-core machine.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from chalicelib import __version__
+from chalicelib.adapters.webhooks import WebhookOutcome, WebhookSender
+from chalicelib.delivery import DeliveryResult, Fanout
+from chalicelib.events import RelayEvent
+from chalicelib.observability import metrics
+from scripts.receivers import Answer, Receiver, TlsFiles, make_tls_files
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+OLD_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+OTHER_SECRET = "whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldCB5b3Ugd2FudA=="
+TLS_HOST = "hooks.relay.test"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A destination as delivery sees it (satisfies ``WebhookTarget``); loopback receivers need both allowances."""
+
+    name: str
+    url: str
+    timeout_seconds: float = 5.0
+    allow_http: bool = True
+    allow_private_network: bool = True
+
+
+def chat_event(content: str = "Hello from the relay") -> RelayEvent:
+    """A chat.message event as the relay publishes it."""
+    return RelayEvent(
+        type="chat.message",
+        timestamp="2024-05-01T10:00:00.000Z",
+        data={"item_id": "a1b2c3", "contact_id": "c-1", "content_type": "text/plain", "content": content},
+        webhook_id="msg_9f86d081884c7d659a2feaa0c55ad015",
+    )
+
+
+@pytest.fixture
+def receivers() -> Iterator[Callable[..., Receiver]]:
+    """Start receivers on demand; all of them stop at teardown."""
+    started: list[Receiver] = []
+
+    def start(tls: TlsFiles | None = None) -> Receiver:
+        receiver = Receiver(tls).start()
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.stop()
+
+
+@pytest.fixture
+def receiver(receivers: Callable[..., Receiver]) -> Receiver:
+    return receivers()
+
+
+@pytest.fixture
+def sender() -> Iterator[WebhookSender]:
+    sender = WebhookSender()
+    yield sender
+    sender.close()
+
+
+@pytest.fixture
+def fanout(sender: WebhookSender) -> Iterator[Fanout]:
+    fanout = Fanout(sender)
+    yield fanout
+    fanout.close()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"), TLS_HOST)
+
+
+class FakeResolver:
+    """getaddrinfo for names the tests own; counts lookups."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.lookups = 0
+
+    def __call__(self, host: str, port: int, *args: object, **kwargs: object) -> list[tuple[Any, ...]]:
+        self.lookups += 1
+        if host not in self.answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in self.answers[host]]
+
+
+def deliver_one(fanout: Fanout, target: Target, secrets: list[str] | None = None) -> DeliveryResult:
+    [result] = fanout.deliver(chat_event(), [(target, secrets or [SECRET])])
+    return result
+
+
+# --- what a consumer receives ---------------------------------------------------------------------------------
+
+
+def test_the_receiver_gets_standard_webhooks_headers_and_a_verifiable_signature(
+    fanout: Fanout, receiver: Receiver
+) -> None:
+    """Given a destination rotating secrets, when an event is delivered, then the consumer can verify it."""
+    event = chat_event("Olá 👋")
+    before = int(time.time())
+
+    [result] = fanout.deliver(event, [(Target("crm", receiver.url()), [SECRET, OLD_SECRET])])
+
+    assert result.ok
+    assert (result.destination, result.webhook_id, result.event_type, result.status) == (
+        "crm",
+        event.webhook_id,
+        "chat.message",
+        204,
+    )
+    [request] = receiver.requests
+    assert request.method == "POST"
+    assert request.path == "/hook"
+    assert request.body == event.body
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["user-agent"] == f"connect-chat-relay/{__version__}"
+    assert request.headers["host"] == f"127.0.0.1:{receiver.port}"
+    assert request.headers["webhook-id"] == event.webhook_id
+    assert before <= int(request.headers["webhook-timestamp"]) <= int(time.time())
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    assert Receiver.verify(request, SECRET) == event.envelope()
+    assert Receiver.verify(request, OLD_SECRET) == event.envelope()
+    with pytest.raises(WebhookVerificationError):
+        Receiver.verify(request, OTHER_SECRET)
+
+
+def test_each_destination_gets_the_same_message_signed_with_its_own_secret(
+    fanout: Fanout, receivers: Callable[..., Receiver]
+) -> None:
+    """Given two destinations with different secrets, then body, id and timestamp match but signatures do not."""
+    crm, audit = receivers(), receivers()
+
+    results = fanout.deliver(
+        chat_event(), [(Target("crm", crm.url()), [SECRET]), (Target("audit", audit.url()), [OTHER_SECRET])]
+    )
+
+    assert [result.ok for result in results] == [True, True]
+    [to_crm], [to_audit] = crm.requests, audit.requests
+    assert to_crm.body == to_audit.body
+    for header in ("webhook-id", "webhook-timestamp"):
+        assert to_crm.headers[header] == to_audit.headers[header]
+    assert to_crm.headers["webhook-signature"] != to_audit.headers["webhook-signature"]
+    Receiver.verify(to_crm, SECRET)
+    Receiver.verify(to_audit, OTHER_SECRET)
+    with pytest.raises(WebhookVerificationError):
+        Receiver.verify(to_crm, OTHER_SECRET)
+
+
+# --- what each answer means -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+def test_2xx_is_success(fanout: Fanout, receiver: Receiver, status: int) -> None:
+    """Given a receiver answering 2xx, then the delivery succeeded and nothing is to retry."""
+    receiver.answer("/hook", Answer(status=status, body=b'{"received":true}'))
+
+    result = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert (result.ok, result.status, result.error, result.retryable) == (True, status, None, False)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_a_failure_and_never_followed(fanout: Fanout, receiver: Receiver, status: int) -> None:
+    """Given a receiver redirecting elsewhere, then the delivery failed and the redirect target got nothing."""
+    receiver.answer("/hook", Answer(status=status, location=receiver.url("/elsewhere")))
+
+    result = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert (result.ok, result.status, result.retryable) == (False, status, False)
+    assert result.error == f"HTTP {status}: redirect not followed"
+    assert [request.path for request in receiver.requests] == ["/hook"]
+
+
+def test_410_gone_disables_the_endpoint(fanout: Fanout, receiver: Receiver) -> None:
+    """Given a receiver answering 410 Gone, then the endpoint is to be disabled and the event not retried."""
+    receiver.answer("/hook", Answer(status=410))
+
+    result = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert (result.ok, result.status, result.retryable, result.disable_endpoint) == (False, 410, False, True)
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (422, False),
+        (408, True),
+        (425, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (504, True),
+    ],
+)
+def test_which_failures_are_retried(fanout: Fanout, receiver: Receiver, status: int, retryable: bool) -> None:
+    """Given a failing status, then only throttling, timeouts and server errors are retried."""
+    receiver.answer("/hook", Answer(status=status))
+
+    result = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert (result.ok, result.status, result.error) == (False, status, f"HTTP {status}")
+    assert result.retryable is retryable
+    assert result.disable_endpoint is False
+
+
+def test_429_retry_after_seconds_is_honoured(fanout: Fanout, receiver: Receiver) -> None:
+    """Given a throttling receiver with Retry-After in seconds, then the retry waits that long."""
+    receiver.answer("/hook", Answer(status=429, retry_after="120"))
+
+    result = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert (result.retryable, result.retry_after_seconds) == (True, 120)
+
+
+def test_503_retry_after_http_date_is_honoured(fanout: Fanout, receiver: Receiver) -> None:
+    """Given Retry-After as an HTTP date 90 s ahead, then the retry waits about 90 s."""
+    retry_at = datetime.now(UTC) + timedelta(seconds=90)
+    receiver.answer("/hook", Answer(status=503, retry_after=format_datetime(retry_at, usegmt=True)))
+
+    result = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert result.retryable
+    assert result.retry_after_seconds is not None
+    assert 80 <= result.retry_after_seconds <= 90
+
+
+@pytest.mark.parametrize(("header", "expected"), [("soon", None), ("-5", None), ("99999999", 86_400)])
+def test_a_bad_or_huge_retry_after_is_ignored_or_capped(
+    fanout: Fanout, receiver: Receiver, header: str, expected: int | None
+) -> None:
+    """Given an unreadable Retry-After, then it is ignored; given an enormous one, then it is capped at a day."""
+    receiver.answer("/hook", Answer(status=429, retry_after=header))
+
+    assert deliver_one(fanout, Target("crm", receiver.url())).retry_after_seconds == expected
+
+
+# --- network failures -------------------------------------------------------------------------------------------
+
+
+def test_connection_refused_is_a_retryable_failure(fanout: Fanout) -> None:
+    """Given nothing listening, then the result is a retryable failure, not an exception."""
+    result = deliver_one(fanout, Target("crm", f"http://127.0.0.1:{free_port()}/hook"))
+
+    assert (result.ok, result.status, result.retryable) == (False, None, True)
+    assert result.error == "connection failed: Connection refused"
+
+
+def test_the_timeout_is_honoured(fanout: Fanout, receiver: Receiver) -> None:
+    """Given a receiver slower than the destination's 0.3 s timeout, then delivery gives up after about 0.3 s."""
+    receiver.answer("/hook", Answer(delay=3.0))
+    started = time.monotonic()
+
+    result = deliver_one(fanout, Target("crm", receiver.url(), timeout_seconds=0.3))
+
+    elapsed = time.monotonic() - started
+    assert (result.ok, result.status, result.retryable) == (False, None, True)
+    assert result.error == "timed out waiting for the answer"
+    assert 0.25 <= elapsed < 2.0
+    assert 250 <= result.latency_ms < 2000
+
+
+def test_a_dropped_keep_alive_connection_is_retried_once_on_a_fresh_one(fanout: Fanout, receiver: Receiver) -> None:
+    """Given a receiver that closes the connection instead of answering once, then the POST is resent once."""
+    receiver.answer("/hook", Answer(drop_first=1))
+
+    result = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert result.ok
+    first, second = receiver.requests
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.client_port != second.client_port
+
+
+def test_an_address_that_refuses_falls_back_to_the_next(receiver: Receiver) -> None:
+    """Given a host whose first address refuses connections, then the next checked address is used."""
+    resolver = FakeResolver({"two.relay.test": ["127.0.0.2", "127.0.0.1"]})
+    sender = WebhookSender(resolver=resolver)
+    try:
+        outcome = sender.send(
+            f"http://two.relay.test:{receiver.port}/hook",
+            b"{}",
+            {"content-type": "application/json"},
+            timeout_seconds=5,
+            allow_http=True,
+            allow_private_network=True,
+        )
+    finally:
+        sender.close()
+
+    assert outcome == WebhookOutcome(status=204)
+    assert receiver.requests[0].headers["host"] == f"two.relay.test:{receiver.port}"
+
+
+def test_a_delivery_that_raises_fails_alone(receivers: Callable[..., Receiver]) -> None:
+    """Given one delivery that raises inside the relay, then it becomes a failed result and the others succeed."""
+
+    class ExplodingSender(WebhookSender):
+        def send(self, url: str, *args: Any, **kwargs: Any) -> WebhookOutcome:
+            if url.endswith("/explode"):
+                raise RuntimeError("boom")
+            return super().send(url, *args, **kwargs)
+
+    first, last = receivers(), receivers()
+    sender = ExplodingSender()
+    fanout = Fanout(sender)
+    try:
+        results = fanout.deliver(
+            chat_event(),
+            [
+                (Target("first", first.url()), [SECRET]),
+                (Target("broken", first.url("/explode")), [SECRET]),
+                (Target("last", last.url()), [SECRET]),
+            ],
+        )
+    finally:
+        fanout.close()
+        sender.close()
+
+    assert [(r.destination, r.ok) for r in results] == [("first", True), ("broken", False), ("last", True)]
+    assert (results[1].error, results[1].retryable) == ("internal error: RuntimeError", True)
+
+
+# --- concurrency and connection reuse -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("slow_position", [0, 5])
+def test_a_slow_destination_does_not_hold_up_the_others(
+    fanout: Fanout, receivers: Callable[..., Receiver], slow_position: int
+) -> None:
+    """Given one receiver taking 1 s and five fast ones, then the fast ones are answered while the slow one waits."""
+    fleet = [receivers() for _ in range(6)]
+    slow = fleet[slow_position]
+    slow.answer("/hook", Answer(delay=1.0))
+    targets = [(Target(f"d{i}", r.url()), [SECRET]) for i, r in enumerate(fleet)]
+    started = time.monotonic()
+
+    results = fanout.deliver(chat_event(), targets)
+
+    elapsed = time.monotonic() - started
+    assert [r.destination for r in results] == [f"d{i}" for i in range(6)]
+    assert all(r.ok for r in results)
+    [slow_request] = slow.requests
+    for fast in fleet:
+        if fast is not slow:
+            [request] = fast.requests
+            assert request.answered_at < slow_request.answered_at
+    assert elapsed < 1.0 + 1.5  # one slow delivery, not the sum of all six
+
+
+def test_deliveries_to_one_receiver_reuse_one_connection(fanout: Fanout, receiver: Receiver) -> None:
+    """Given twenty deliveries in a row to one receiver, then they all travel over one kept-alive connection."""
+    for _ in range(20):
+        assert deliver_one(fanout, Target("crm", receiver.url())).ok
+
+    assert len(receiver.requests) == 20
+    assert len({request.client_port for request in receiver.requests}) == 1
+
+
+def test_a_receiver_answering_too_much_does_not_get_its_connection_kept(fanout: Fanout, receiver: Receiver) -> None:
+    """Given an answer body over 64 KiB, then the relay stops reading and the next delivery opens a new connection."""
+    receiver.answer("/big", Answer(status=200, body=b"x" * 200_000))
+
+    assert deliver_one(fanout, Target("crm", receiver.url("/big"))).ok
+    assert deliver_one(fanout, Target("crm", receiver.url())).ok
+
+    big, small = receiver.requests
+    assert big.client_port != small.client_port
+
+
+# --- SSRF and transport policy ------------------------------------------------------------------------------------
+
+
+def test_plain_http_is_refused_unless_allowed(fanout: Fanout, receiver: Receiver) -> None:
+    """Given an http:// url on a destination that does not allow http, then nothing is sent and no retry is due."""
+    result = deliver_one(fanout, Target("crm", receiver.url(), allow_http=False))
+
+    assert (result.ok, result.status, result.retryable) == (False, None, False)
+    assert result.error == "plain http refused: the destination does not allow http"
+    assert receiver.requests == []
+
+
+def test_loopback_is_refused_unless_private_networks_are_allowed(fanout: Fanout, receiver: Receiver) -> None:
+    """Given a receiver on loopback and a destination not allowing private networks, then nothing is sent."""
+    result = deliver_one(fanout, Target("crm", receiver.url(host="localhost"), allow_private_network=False))
+
+    assert (result.ok, result.status, result.retryable) == (False, None, False)
+    assert result.error is not None
+    assert "localhost resolves to" in result.error
+    assert "(loopback); refused" in result.error
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("ftp://hooks.example.com/x", "url must be https:// (or http:// where allowed)"),
+        ("https://user:s3cr3t-token@hooks.example.com/x", "url carries credentials, which the relay does not send"),
+        ("https:///nohost", "url has no host"),
+    ],
+)
+def test_unusable_urls_are_refused_without_repeating_them(fanout: Fanout, url: str, error: str) -> None:
+    """Given a url the relay cannot use, then the failure says why without echoing the url (it may hold a token)."""
+    result = deliver_one(fanout, Target("crm", url))
+
+    assert (result.ok, result.error, result.retryable) == (False, error, False)
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_name(
+    receivers: Callable[..., Receiver], tls_files: TlsFiles
+) -> None:
+    """Given an https destination, then the relay connects to the address it checked while TLS verifies the name."""
+    receiver = receivers(tls_files)
+    resolver = FakeResolver({TLS_HOST: ["127.0.0.1"]})
+    sender = WebhookSender(resolver=resolver, ca_certs=str(tls_files.ca_cert))
+    fanout = Fanout(sender)
+    try:
+        results = [
+            deliver_one(fanout, Target("crm", receiver.url(host=TLS_HOST, scheme="https"), allow_http=False))
+            for _ in range(3)
+        ]
+    finally:
+        fanout.close()
+        sender.close()
+
+    assert all(result.ok for result in results)
+    assert resolver.lookups == 1  # cached: no second lookup for DNS rebinding to exploit
+    assert {request.headers["host"] for request in receiver.requests} == {f"{TLS_HOST}:{receiver.port}"}
+    assert len({request.client_port for request in receiver.requests}) == 1
+    Receiver.verify(receiver.requests[0], SECRET)
+
+
+def test_https_refuses_a_certificate_for_another_name(receivers: Callable[..., Receiver], tls_files: TlsFiles) -> None:
+    """Given a host whose address serves a certificate for another name, then TLS fails and nothing is sent."""
+    receiver = receivers(tls_files)
+    sender = WebhookSender(resolver=FakeResolver({"other.relay.test": ["127.0.0.1"]}), ca_certs=str(tls_files.ca_cert))
+    fanout = Fanout(sender)
+    try:
+        result = deliver_one(fanout, Target("crm", receiver.url(host="other.relay.test", scheme="https")))
+    finally:
+        fanout.close()
+        sender.close()
+
+    assert (result.ok, result.status, result.retryable) == (False, None, True)
+    assert result.error is not None
+    assert result.error.startswith("tls failed:")
+    assert "other.relay.test" in result.error
+    assert receiver.requests == []
+
+
+def test_addresses_are_looked_up_again_after_the_ttl(receiver: Receiver) -> None:
+    """Given a cached lookup, then it is reused within the TTL and refreshed after it."""
+    now = [1000.0]
+    resolver = FakeResolver({"hooks.relay.test": ["127.0.0.1"]})
+    sender = WebhookSender(resolver=resolver, dns_ttl_seconds=60, clock=lambda: now[0])
+    url = f"http://hooks.relay.test:{receiver.port}/hook"
+
+    def send() -> WebhookOutcome:
+        return sender.send(url, b"{}", {}, timeout_seconds=5, allow_http=True, allow_private_network=True)
+
+    try:
+        first = send()
+        now[0] += 59
+        second = send()
+        assert resolver.lookups == 1
+        now[0] += 2
+        resolver.answers["hooks.relay.test"] = ["127.0.0.2"]  # nothing listens there
+        third = send()
+    finally:
+        sender.close()
+
+    assert (first.status, second.status) == (204, 204)
+    assert resolver.lookups == 2
+    assert third == WebhookOutcome(error="connection failed: Connection refused")
+    assert len(receiver.requests) == 2
+
+
+# --- what the relay itself records --------------------------------------------------------------------------------
+
+
+def test_failures_are_logged_without_secrets_or_body_and_counted(
+    fanout: Fanout, receiver: Receiver, relay_output: Callable[[], str]
+) -> None:
+    """Given one success and one failure, then one log line names the failure and metrics count both."""
+    receiver.answer("/down", Answer(status=503))
+    metrics.clear_metrics()
+    relay_output()
+
+    fanout.deliver(
+        chat_event("a private message"),
+        [(Target("ok", receiver.url()), [SECRET]), (Target("down", receiver.url("/down")), [SECRET, OLD_SECRET])],
+    )
+
+    output = relay_output()
+    failures = [line for line in output.splitlines() if "webhook delivery failed" in line]
+    assert len(failures) == 1
+    assert '"destination":"down"' in failures[0]
+    assert '"status":503' in failures[0]
+    for secret_or_content in (SECRET, OLD_SECRET, SECRET.removeprefix("whsec_"), "a private message"):
+        assert secret_or_content not in output
+    assert metrics.metric_set["DeliverySucceeded"]["Value"] == [1.0]
+    assert metrics.metric_set["DeliveryFailed"]["Value"] == [1.0]
+    assert len(metrics.metric_set["DeliveryLatency"]["Value"]) == 2
+    metrics.clear_metrics()
+
+
+def test_no_targets_means_no_work(fanout: Fanout) -> None:
+    """Given an event no destination wants, then there is nothing to deliver."""
+    assert fanout.deliver(chat_event(), []) == []
