@@ -7,7 +7,10 @@ from typing import Any
 
 from chalice.app import Chalice
 
+from chalicelib.handlers.chat_stream import chat_stream
 from chalicelib.handlers.contact_events import contact_events
+from chalicelib.handlers.contacts_api import contacts_api
+from chalicelib.handlers.docs import api_docs
 from chalicelib.handlers.flow import flow
 from chalicelib.handlers.streaming_api import streaming_api
 from chalicelib.observability import flush, logger
@@ -31,5 +34,8 @@ def observe(event: Any, get_response: Callable[[Any], Any]) -> Any:
 
 
 app.register_blueprint(contact_events)
+app.register_blueprint(chat_stream)
 app.register_blueprint(flow)
 app.register_blueprint(streaming_api)
+app.register_blueprint(contacts_api)
+app.register_blueprint(api_docs)

@@ -9,7 +9,13 @@ from functools import cache
 
 from chalicelib import clients
 from chalicelib.adapters.connect import ConnectGateway
+from chalicelib.adapters.quarantine import Quarantine
+from chalicelib.adapters.secrets import SecretResolver
 from chalicelib.adapters.streams_table import StreamsTable
+from chalicelib.adapters.webhooks import WebhookSender
+from chalicelib.delivery import Fanout
+from chalicelib.destinations import RelayConfig, relay_config
+from chalicelib.relay import Relay
 from chalicelib.settings import get_settings
 from chalicelib.streaming import StreamingStarter
 
@@ -42,9 +48,38 @@ def connect_gateway() -> ConnectGateway:
     return ConnectGateway(clients.connect())
 
 
+@cache
+def quarantine() -> Quarantine:
+    """Where unreadable items and undelivered events are kept."""
+    settings = get_settings()
+    return Quarantine(clients.s3(), settings.quarantine_bucket, settings.quarantine_prefix)
+
+
+def destinations() -> RelayConfig:
+    """The destinations file of the stage (re-read only when it changes)."""
+    return relay_config(get_settings().relay_config_file)
+
+
+@cache
+def fanout() -> Fanout:
+    """Concurrent webhook delivery over pooled keep-alive connections, kept for the container's life."""
+    return Fanout(WebhookSender())
+
+
+@cache
+def relay() -> Relay:
+    """Publishes events to the destinations."""
+    return Relay(
+        destinations,
+        SecretResolver(ssm_client=clients.ssm, secretsmanager_client=clients.secretsmanager),
+        fanout(),
+        quarantine(),
+    )
+
+
 def reset() -> None:
     """Forget every collaborator, the settings and the clients."""
-    for factory in (streaming_starter, flow_streaming_starter, connect_gateway):
+    for factory in (streaming_starter, flow_streaming_starter, connect_gateway, quarantine, relay):
         factory.cache_clear()
     get_settings.cache_clear()
     clients.reset()
