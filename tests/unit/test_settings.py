@@ -57,7 +57,7 @@ def test_invalid_values_are_named(overrides: dict[str, str], expected: str) -> N
 
 
 def test_flows_and_their_default() -> None:
-    settings = load_settings(env(CONTACT_FLOWS='{"sales": "f-1", "support": "f-2"}'))
+    settings = load_settings(env(CONTACT_FLOWS='{"sales": "f-1", "support": "f-2"}', DEFAULT_CONTACT_FLOW=""))
     assert settings.contact_flows == {"sales": "f-1", "support": "f-2"}
     assert settings.default_flow == "sales"
 

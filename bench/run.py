@@ -1,0 +1,273 @@
+"""`make bench`: the relay's speed, each figure against a baseline measured in the same run, on loopback.
+
+1. Throughput through ``on_chat_message`` (the real Lambda entry point, middleware included) with 1 and with 10
+   destinations, against a naive baseline: sequential ``requests.post`` per destination with a new connection
+   each time, which is what the public samples do. Target: at least 3x the baseline with 10 destinations.
+2. Fan-out wall time to 10 destinations that each answer after 100 ms, as a ratio to one such destination.
+   Target: at most 1.3.
+3. The relay's time per delivery (sign, headers, pooled POST, result) against a bare pooled urllib3 POST of the
+   same body to the same receiver. Target: at most 1.25.
+
+Targets are reported, never asserted: CI does not fail on them. Results go to .bench/results.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / ".bench"
+ITEMS = int(os.environ.get("BENCH_ITEMS", "200"))
+FANOUT_ROUNDS = int(os.environ.get("BENCH_FANOUT_ROUNDS", "10"))
+DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "1000"))
+
+
+def secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def sns_event(index: int) -> dict[str, Any]:
+    """A customer's message as the relay's SNS subscription receives it."""
+    item = {
+        "AbsoluteTime": "2026-11-22T10:00:00.000Z",
+        "Content": f"Message {index}: " + "my order has not arrived yet, can you help? " * 4,
+        "ContentType": "text/plain",
+        "Id": f"bench-item-{index:08d}",
+        "Type": "MESSAGE",
+        "ParticipantId": "cust-0001",
+        "DisplayName": "Jane",
+        "ParticipantRole": "CUSTOMER",
+        "InitialContactId": "a1b2c3d4-0000-4000-8000-000000000001",
+        "ContactId": "a1b2c3d4-0000-4000-8000-000000000001",
+    }
+    attributes = {
+        "InitialContactId": item["InitialContactId"],
+        "ContactId": item["ContactId"],
+        "ParticipantRole": "CUSTOMER",
+        "InstanceId": "12345678-1234-1234-1234-123456789012",
+        "AccountId": "111122223333",
+        "Type": "MESSAGE",
+        "ContentType": "text/plain",
+        "MessageVisibility": "ALL",
+    }
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": "arn:aws:sns:us-east-1:111122223333:connect-chat-relay-dev-stream:bench",
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": f"bench-{index:08d}",
+                    "TopicArn": "arn:aws:sns:us-east-1:111122223333:connect-chat-relay-dev-stream",
+                    "Subject": None,
+                    "Message": json.dumps(item, separators=(",", ":")),
+                    "Timestamp": "2026-11-22T10:00:00.010Z",
+                    "SignatureVersion": "1",
+                    "Signature": "EXAMPLE",
+                    "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
+                    "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+                    "MessageAttributes": {k: {"Type": "String", "Value": v} for k, v in attributes.items()},
+                },
+            }
+        ]
+    }
+
+
+@contextlib.contextmanager
+def relay_environment(urls: list[str]) -> Iterator[None]:
+    """The dev stage's settings, and a destinations file naming ``urls``."""
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    env = {**config["environment_variables"], **config["stages"]["dev"]["environment_variables"]}
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"destinations-{len(urls)}.json"
+    destinations = [
+        {"name": f"d{i}", "url": url, "secrets": [secret()], "allow_http": True, "allow_private_network": True}
+        for i, url in enumerate(urls)
+    ]
+    path.write_text(json.dumps({"version": 1, "allow_literal_secrets": True, "destinations": destinations}))
+    saved = dict(os.environ)
+    os.environ.update(
+        {
+            **env,
+            "RELAY_CONFIG_FILE": str(path),
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+    )
+    from chalicelib import dependencies
+
+    dependencies.reset()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        dependencies.reset()
+
+
+def relay_handler() -> Callable[[dict[str, Any]], Any]:
+    from app import app
+
+    handler = app.handler_map["on_chat_message"]
+    return lambda event: handler(event, None)
+
+
+def per_second(count: int, seconds: float) -> float:
+    return count / seconds if seconds else float("inf")
+
+
+def throughput(urls: list[str], events: list[dict[str, Any]]) -> tuple[float, float]:
+    """Items per second through the relay and through the naive baseline, to the same receivers."""
+    import requests
+
+    with relay_environment(urls), contextlib.redirect_stdout(io.StringIO()):
+        handle = relay_handler()
+        handle(events[0])  # warm: the container's first invocation builds its clients and pools
+        started = time.perf_counter()
+        for event in events:
+            handle(event)
+        relay = per_second(len(events), time.perf_counter() - started)
+
+    started = time.perf_counter()
+    for event in events:
+        record = event["Records"][0]["Sns"]
+        body = json.dumps({"type": "chat.message", "data": json.loads(record["Message"])})
+        for url in urls:
+            requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    baseline = per_second(len(events), time.perf_counter() - started)
+    return relay, baseline
+
+
+def fanout_ratio(slow_urls: list[str], events: list[dict[str, Any]]) -> tuple[float, float]:
+    """Median invocation time (ms) with 10 and with 1 destination that each answer after 100 ms."""
+
+    def median_ms(urls: list[str]) -> float:
+        with relay_environment(urls), contextlib.redirect_stdout(io.StringIO()):
+            handle = relay_handler()
+            handle(events[0])
+            times = []
+            for event in events[1 : FANOUT_ROUNDS + 1]:
+                started = time.perf_counter()
+                handle(event)
+                times.append((time.perf_counter() - started) * 1000)
+        return statistics.median(times)
+
+    return median_ms(slow_urls), median_ms(slow_urls[:1])
+
+
+def per_delivery(url: str) -> tuple[float, float]:
+    """Median µs per delivery: the relay's Fanout to one destination, and a bare pooled urllib3 POST."""
+    import urllib3
+
+    from chalicelib.adapters.webhooks import WebhookSender
+    from chalicelib.delivery import Fanout
+    from chalicelib.destinations import Destination
+    from chalicelib.events import RelayEvent
+
+    event = RelayEvent(
+        type="chat.message",
+        timestamp="2026-11-22T10:00:00.000Z",
+        data={"content": "x" * 900, "item_id": "bench"},
+        webhook_id="msg_bench",
+    )
+    body = event.body
+    destination = Destination(name="d", url=url, allow_http=True, allow_private_network=True)
+    key = [secret()]
+    fanout = Fanout(WebhookSender())
+    pool = urllib3.PoolManager(maxsize=1, retries=False)
+    headers = {"content-type": "application/json"}
+    relay_times: list[float] = []
+    bare_times: list[float] = []
+    with contextlib.redirect_stdout(io.StringIO()):
+        for _ in range(50):  # warm both paths' connections
+            fanout.deliver(event, [(destination, key)])
+            pool.request("POST", url, body=body, headers=headers, redirect=False)
+        # Interleaved, so both see the same machine load.
+        for _ in range(DELIVERIES):
+            started = time.perf_counter()
+            fanout.deliver(event, [(destination, key)])
+            relay_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            pool.request("POST", url, body=body, headers=headers, redirect=False)
+            bare_times.append(time.perf_counter() - started)
+    fanout.close()
+    return statistics.median(relay_times) * 1e6, statistics.median(bare_times) * 1e6
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    from scripts.receivers import Answer, Receiver
+
+    events = [sns_event(i) for i in range(ITEMS)]
+    fast = [Receiver().start() for _ in range(10)]
+    slow = [Receiver().start() for _ in range(10)]
+    for receiver in slow:
+        receiver.answer("/hook", Answer(status=204, delay=0.1))
+    try:
+        fast_urls = [r.url("/hook") for r in fast]
+        print(f"connect-chat-relay bench: {ITEMS} items, loopback receivers, {os.cpu_count()} cores", flush=True)
+        relay1, base1 = throughput(fast_urls[:1], events)
+        print(
+            f"throughput, 1 destination:    relay {relay1:7.0f} items/s   baseline {base1:7.0f} items/s"
+            f"   x{relay1 / base1:.2f}"
+        )
+        relay10, base10 = throughput(fast_urls, events)
+        ratio10 = relay10 / base10
+        print(
+            f"throughput, 10 destinations:  relay {relay10:7.0f} items/s   baseline {base10:7.0f} items/s"
+            f"   x{ratio10:.2f} (target >= 3)"
+        )
+        ten_ms, one_ms = fanout_ratio([r.url("/hook") for r in slow], events)
+        fan_ratio = ten_ms / one_ms
+        print(
+            f"fan-out to 100 ms receivers:  10 destinations {ten_ms:6.1f} ms   1 destination {one_ms:6.1f} ms"
+            f"   ratio {fan_ratio:.2f} (target <= 1.3)"
+        )
+        relay_us, bare_us = per_delivery(fast_urls[0])
+        delivery_ratio = relay_us / bare_us
+        print(
+            f"per delivery:                 relay {relay_us:6.0f} µs   bare pooled POST {bare_us:6.0f} µs"
+            f"   ratio {delivery_ratio:.2f} (target <= 1.25)"
+        )
+    finally:
+        for receiver in fast + slow:
+            receiver.stop()
+    results = {
+        "items": ITEMS,
+        "throughput_1": {"relay_items_per_s": relay1, "baseline_items_per_s": base1, "ratio": relay1 / base1},
+        "throughput_10": {
+            "relay_items_per_s": relay10,
+            "baseline_items_per_s": base10,
+            "ratio": ratio10,
+            "target": ">= 3",
+        },
+        "fanout_100ms": {"ten_ms": ten_ms, "one_ms": one_ms, "ratio": fan_ratio, "target": "<= 1.3"},
+        "per_delivery": {"relay_us": relay_us, "bare_pooled_us": bare_us, "ratio": delivery_ratio, "target": "<= 1.25"},
+    }
+    OUT.mkdir(exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    met = sum([ratio10 >= 3, fan_ratio <= 1.3, delivery_ratio <= 1.25])
+    print(
+        f"summary: 10-destination throughput x{ratio10:.2f} of baseline, fan-out ratio {fan_ratio:.2f}, "
+        f"per-delivery ratio {delivery_ratio:.2f}; {met}/3 targets met"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

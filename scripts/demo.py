@@ -1,0 +1,448 @@
+"""`make demo`: the whole relay, end to end, on emulated AWS with no account.
+
+moto serves SNS, SQS, DynamoDB and S3 on 127.0.0.1 and an emulated Connect serves its streaming calls; the
+relay's clients reach them through ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_CONNECT``, as they would reach AWS.
+A scripted chat flows through the real handlers (contact flow, contact events, the chat stream) to webhook
+receivers on 127.0.0.1, one of which verifies every signature with the ``standardwebhooks`` package.
+Writes ``.relay-demo/deliveries.jsonl`` (every delivery each receiver got) and ``.relay-demo/config.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / ".relay-demo"
+ACCOUNT = "111122223333"
+REGION = "us-east-1"
+STAGE_CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
+STAGE_ENV: dict[str, str] = STAGE_CONFIG["stages"]["dev"]["environment_variables"]
+INSTANCE_ID = STAGE_ENV["CONNECT_INSTANCE_ID"]
+INSTANCE_ARN = f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID}"
+BOLD, DIM, GREEN, RED, YELLOW, CYAN, RESET = (
+    ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[33m", "\033[36m", "\033[0m")
+    if sys.stdout.isatty()
+    else ("",) * 7
+)
+
+
+def new_secret() -> str:
+    """A fresh local signing secret (never printed)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+class World:
+    """Emulated AWS, emulated Connect, webhook receivers, and the relay's environment pointed at them."""
+
+    def __init__(self) -> None:
+        os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT
+        from moto.server import ThreadedMotoServer
+
+        from scripts.emulated_connect import EmulatedConnect
+        from scripts.receivers import Answer, Receiver
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.connect = EmulatedConnect(REGION)
+        connect_url = self.connect.start()
+        self.receivers = {name: Receiver().start() for name in ("crm", "agent-assist", "archive", "analytics")}
+        self.statuses = dict.fromkeys(self.receivers, 204)
+        self.statuses["analytics"] = 503  # a destination that is down: its events are kept for replay
+        for name, status in self.statuses.items():
+            self.receivers[name].answer("/hook", Answer(status=status))
+        self.secrets = {name: [new_secret()] for name in self.receivers}
+        self.secrets["archive"].append(new_secret())  # a rotation window: signed with both
+        self.log = (OUT / "relay.log").open("w")
+        os.environ.update(
+            {
+                **STAGE_ENV,
+                "AWS_ACCESS_KEY_ID": "demo",
+                "AWS_SECRET_ACCESS_KEY": "demo",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+                "AWS_ENDPOINT_URL_CONNECT": connect_url,
+                "RELAY_CONFIG_FILE": str(OUT / "config.json"),
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        self.moto_url, self.connect_url = os.environ["AWS_ENDPOINT_URL"], connect_url
+        self._write_config()
+        self._create_infrastructure()
+
+    def _write_config(self) -> None:
+        def hook(name: str, **filters: Any) -> dict[str, Any]:
+            return {
+                "name": name,
+                "url": self.receivers[name].url("/hook"),
+                "secrets": self.secrets[name],
+                "allow_http": True,
+                "allow_private_network": True,
+                "timeout_seconds": 5,
+                **filters,
+            }
+
+        config = {
+            "version": 1,
+            "allow_literal_secrets": True,
+            "destinations": [
+                hook(
+                    "crm",
+                    events=["chat.message", "chat.attachment", "chat.participant.*", "chat.ended", "call.started"],
+                ),
+                hook("agent-assist", events=["chat.message"], audience="agent", roles=["CUSTOMER"]),
+                hook("archive", include_typing=True),
+                hook("analytics", events=["chat.ended"]),
+            ],
+        }
+        (OUT / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    def _create_infrastructure(self) -> None:
+        import boto3
+
+        sns, sqs = boto3.client("sns"), boto3.client("sqs")
+        self.topic_arn = sns.create_topic(Name="connect-chat-relay-dev-stream")["TopicArn"]
+        if self.topic_arn != STAGE_ENV["STREAMING_TOPIC_ARN"]:
+            raise RuntimeError(f"emulated topic {self.topic_arn} is not the dev stage's STREAMING_TOPIC_ARN")
+        # SNS invokes Lambda asynchronously; here an SQS subscription holds what SNS would hand to Lambda.
+        self.queue_url = sqs.create_queue(QueueName="demo-lambda-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        boto3.client("dynamodb").create_table(
+            TableName=STAGE_ENV["STREAMS_TABLE_NAME"],
+            KeySchema=[{"AttributeName": "initial_contact_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "initial_contact_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        boto3.client("s3").create_bucket(Bucket=STAGE_ENV["QUARANTINE_BUCKET"])
+
+    def close(self) -> None:
+        for receiver in self.receivers.values():
+            receiver.stop()
+        self.connect.stop()
+        self.moto.stop()
+        self.log.close()
+
+
+class Demo:
+    """The scripted session and its live view."""
+
+    def __init__(self, world: World) -> None:
+        from chalice.test import Client
+
+        from app import app
+        from chalicelib.observability import logger
+
+        self.world = world
+        logger.registered_handler.setStream(world.log)  # type: ignore[attr-defined]
+        self.client = Client(app, stage_name="dev", project_dir=str(ROOT))
+        self.client.__enter__()
+        self.seen: dict[str, int] = dict.fromkeys(world.receivers, 0)
+        self.records: list[dict[str, Any]] = []
+
+    def invoke(self, function: str, event: Any) -> Any:
+        """Invoke a Lambda function of the relay; its log lines and metrics go to .relay-demo/relay.log."""
+        with contextlib.redirect_stdout(self.world.log):
+            return self.client.lambda_.invoke(function, event).payload
+
+    def contact_event(
+        self, contact_id: str, *, channel: str = "CHAT", method: str = "API", initial: str | None = None
+    ) -> None:
+        detail = {
+            "eventType": "INITIATED",
+            "contactId": contact_id,
+            "initialContactId": initial or contact_id,
+            "channel": channel,
+            "instanceArn": INSTANCE_ARN,
+            "initiationMethod": method,
+        }
+        if initial:
+            detail["previousContactId"] = initial
+        event = {
+            "version": "0",
+            "id": f"demo-{contact_id[:8]}-{method.lower()}",
+            "detail-type": "Amazon Connect Contact Event",
+            "source": "aws.connect",
+            "account": ACCOUNT,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": REGION,
+            "resources": [f"{INSTANCE_ARN}/contact/{contact_id}", INSTANCE_ARN],
+            "detail": detail,
+        }
+        self.invoke("on_contact_event", event)
+
+    def pump(self) -> int:
+        """Hand what SNS published to the chat stream function, as Lambda's SNS trigger would."""
+        import boto3
+
+        sqs = boto3.client("sqs")
+        handled = 0
+        while True:
+            messages = sqs.receive_message(QueueUrl=self.world.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return handled
+            for message in messages:
+                self.invoke("on_chat_message", lambda_sns_event(json.loads(message["Body"])))
+                sqs.delete_message(QueueUrl=self.world.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                handled += 1
+
+    def deliveries(self) -> str:
+        """What each receiver got since the last look, one short mark per receiver."""
+        marks = []
+        for name, receiver in self.world.receivers.items():
+            for request in receiver.requests[self.seen[name] :]:
+                verified = self._verify(name, request)
+                self.records.append(
+                    {
+                        "receiver": name,
+                        "headers": request.headers,
+                        "body": json.loads(request.body),
+                        "signature_verified": verified,
+                    }
+                )
+                status = self.world.statuses[name]
+                colour = GREEN if verified and status < 300 else RED
+                marks.append(f"{colour}{name} {status}{' ✓sig' if verified else ' ✗sig'}{RESET}")
+            self.seen[name] = len(receiver.requests)
+        return "  ".join(marks) if marks else f"{DIM}(no destination asked for it){RESET}"
+
+    def _verify(self, name: str, request: Any) -> bool:
+        from standardwebhooks import Webhook
+
+        try:
+            for secret in self.world.secrets[name]:
+                Webhook(secret).verify(request.body, request.headers)
+        except Exception:
+            return False
+        return True
+
+    def item(self, label: str, item: dict[str, Any], *, visibility: str = "ALL") -> None:
+        published = self.world.connect.publish(item, visibility=visibility)
+        if not published:
+            say(f"  {DIM}{label:<44}{RESET} {YELLOW}not published: streaming was not on yet{RESET}")
+            return
+        self.pump()
+        say(f"  {label:<44} → {self.deliveries()}")
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)
+
+
+def lambda_sns_event(envelope: dict[str, Any]) -> dict[str, Any]:
+    """The Lambda SNS record for an SNS envelope taken from an SQS subscription."""
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": envelope["TopicArn"] + ":demo",
+                "Sns": {
+                    "Type": envelope["Type"],
+                    "MessageId": envelope["MessageId"],
+                    "TopicArn": envelope["TopicArn"],
+                    "Subject": envelope.get("Subject"),
+                    "Message": envelope["Message"],
+                    "Timestamp": envelope["Timestamp"],
+                    "SignatureVersion": envelope.get("SignatureVersion", "1"),
+                    "Signature": envelope.get("Signature", "EXAMPLE"),
+                    "SigningCertUrl": envelope.get("SigningCertURL", ""),
+                    "UnsubscribeUrl": envelope.get("UnsubscribeURL", ""),
+                    "MessageAttributes": envelope.get("MessageAttributes", {}),
+                },
+            }
+        ]
+    }
+
+
+EVENT = "application/vnd.amazonaws.connect.event."
+CUSTOMER = ("cust-0001", "CUSTOMER", "Jane")
+FLOW = ("sys-0001", "SYSTEM", "SYSTEM_MESSAGE")
+AGENT = ("agent-0001", "AGENT", "Sam (agent)")
+BILLING = ("agent-0002", "AGENT", "Ana (billing)")
+# (label, participant, Connect Type, ContentType, Content, extra fields, visibility) before the transfer ...
+BEFORE_TRANSFER: list[tuple[str, Any, str, str, str | None, dict[str, Any], str]] = [
+    ("Jane joined", CUSTOMER, "EVENT", EVENT + "participant.joined", None, {}, "ALL"),
+    ('Flow: "Thanks for contacting us"', FLOW, "MESSAGE", "text/plain", "Thanks for contacting us.", {}, "ALL"),
+    ('Jane: "My invoice is wrong"', CUSTOMER, "MESSAGE", "text/plain", "My October invoice is wrong.", {}, "ALL"),
+    ("Sam joined", AGENT, "EVENT", EVENT + "participant.joined", None, {}, "ALL"),
+    ("Jane is typing…", CUSTOMER, "EVENT", EVENT + "typing", None, {}, "ALL"),
+    (
+        "Jane sends invoice.pdf",
+        CUSTOMER,
+        "ATTACHMENT",
+        "application/pdf",
+        None,
+        {
+            "Attachments": [
+                {
+                    "AttachmentId": "att-0001",
+                    "AttachmentName": "invoice.pdf",
+                    "ContentType": "application/pdf",
+                    "Status": "APPROVED",
+                }
+            ]
+        },
+        "ALL",
+    ),
+    ('Sam (agents only): "billing bug"', AGENT, "MESSAGE", "text/plain", "Looks like a billing bug.", {}, "AGENT"),
+    ('Sam: "Transferring you to billing"', AGENT, "MESSAGE", "text/plain", "Transferring you to billing.", {}, "ALL"),
+    ("transfer succeeded", AGENT, "EVENT", EVENT + "transfer.succeeded", None, {}, "ALL"),
+]
+# ... and after it, on the new contact segment.
+AFTER_TRANSFER: list[tuple[str, Any, str, str, str | None, dict[str, Any], str]] = [
+    ("Ana joined", BILLING, "EVENT", EVENT + "participant.joined", None, {}, "ALL"),
+    ("Ana: **markdown** reply", BILLING, "MESSAGE", "text/markdown", "I've **corrected** your invoice.", {}, "ALL"),
+    ('Jane: "Thank you!"', CUSTOMER, "MESSAGE", "text/plain", "Thank you!", {}, "ALL"),
+    ("chat ended", None, "EVENT", EVENT + "chat.ended", None, {}, "ALL"),
+]
+
+
+def start_streaming(demo: Demo) -> str:
+    """Part 1: the flow, contact events, duplicates, a voice contact, a late start. Returns the chat's id."""
+    from scripts.emulated_connect import chat_item
+
+    world = demo.world
+    say(f"{BOLD}1. Streaming starts for every chat{RESET}")
+    chat = world.connect.open_chat(INSTANCE_ID)
+    say(f"  customer Jane opens a chat: contact {chat}")
+    contact = {"ContactId": chat, "InitialContactId": chat, "Channel": "CHAT", "InstanceARN": INSTANCE_ARN}
+    answer = demo.invoke(
+        "start_streaming_from_flow",
+        {"Name": "ContactFlowEvent", "Details": {"ContactData": contact, "Parameters": {}}},
+    )
+    say(f"  contact flow → start_streaming_from_flow → {CYAN}{answer}{RESET}")
+    demo.contact_event(chat)
+    say(f"  EventBridge INITIATED (seconds later)     → {DIM}skipped: already streaming, Connect not called{RESET}")
+    demo.contact_event(chat)
+    say(f"  EventBridge delivers it again             → {DIM}skipped: already streaming{RESET}")
+    voice = world.connect.open_chat(INSTANCE_ID)
+    demo.contact_event(voice, channel="VOICE", method="INBOUND")
+    say(f"  a voice contact                           → {DIM}skipped: not a chat{RESET}")
+    late = world.connect.open_chat(INSTANCE_ID)
+    greeting = chat_item(late, type_="MESSAGE", content_type="text/plain", content="Hi!", participant=FLOW)
+    demo.item("a second chat's greeting, before any start", greeting)
+    demo.contact_event(late)
+    say(f"  second chat's INITIATED event             → {CYAN}streaming started by the event{RESET}")
+    starts = [c for c in world.connect.calls if c[0] == "start_contact_streaming"]
+    say(f"  Connect saw {len(starts)} StartContactStreaming calls for 4 contact events and 1 flow call")
+    return chat
+
+
+def converse(demo: Demo, chat: str) -> None:
+    """Part 2: the scripted conversation, with a transfer to a second agent."""
+    from scripts.emulated_connect import chat_item
+
+    say(f"\n{BOLD}2. The conversation, fanned out{RESET}")
+    say(f"  {DIM}crm: messages, attachments, participants, end · agent-assist: what customers say{RESET}")
+    say(f"  {DIM}archive: everything, typing too (2 secrets: a rotation) · analytics: chat end (down: 503){RESET}")
+    segment = chat
+    for script in (BEFORE_TRANSFER, AFTER_TRANSFER):
+        for label, who, type_, content_type, content, extra, visibility in script:
+            item = chat_item(
+                chat,
+                contact_id=segment,
+                type_=type_,
+                content_type=content_type,
+                content=content,
+                participant=who,
+                **extra,
+            )
+            demo.item(label, item, visibility=visibility)
+        if segment == chat:
+            segment = demo.world.connect.open_chat(INSTANCE_ID)
+            demo.world.connect.chats[segment].topics = demo.world.connect.chats[chat].topics
+            demo.contact_event(segment, method="TRANSFER", initial=chat)
+            say(f"  {DIM}new segment {segment[:8]}… INITIATED (TRANSFER) → skipped: on the session's stream{RESET}")
+
+
+def keep_bad_input(demo: Demo) -> None:
+    """Part 3: an item the relay cannot read, and what it kept."""
+    import boto3
+
+    say(f"\n{BOLD}3. Nothing is lost{RESET}")
+    boto3.client("sns").publish(TopicArn=demo.world.topic_arn, Message="{not json")
+    demo.pump()
+    s3 = boto3.client("s3")
+    bucket = STAGE_ENV["QUARANTINE_BUCKET"]
+    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        kept = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+        why = kept.get("reason") or kept.get("error")
+        say(f"  kept s3://{bucket}/{obj['Key']}\n    {DIM}because: {why}{RESET}")
+
+
+def run(demo: Demo) -> None:
+    """The whole scripted session."""
+    chat = start_streaming(demo)
+    converse(demo, chat)
+    keep_bad_input(demo)
+
+
+def metric_totals(log: Path) -> str:
+    """The relay's metrics (CloudWatch EMF lines in its log), summed."""
+    totals: dict[str, float] = {}
+    for line in log.read_text().splitlines():
+        if '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                name = metric["Name"] + (f"[{blob['reason']}]" if "reason" in blob else "")
+                values = blob[metric["Name"]]
+                totals[name] = totals.get(name, 0) + (sum(values) if isinstance(values, list) else values)
+    wanted = ("Streaming", "Delivery", "Invalid")
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(totals.items()) if k.startswith(wanted) and "Latency" not in k)
+
+
+def main() -> int:
+    started = time.monotonic()
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir()
+    sys.path.insert(0, str(ROOT))
+    say(f"{BOLD}connect-chat-relay demo{RESET} {DIM}(emulated AWS, no account){RESET}")
+    world = World()
+    say(f"  moto (SNS, SQS, DynamoDB, S3) at {world.moto_url} · emulated Connect at {world.connect_url}")
+    for name, receiver in world.receivers.items():
+        say(f"  receiver {name:<13} {receiver.url('/hook')}")
+    say()
+    demo = Demo(world)
+    try:
+        run(demo)
+    finally:
+        demo.close()
+        world.close()
+    with (OUT / "deliveries.jsonl").open("w") as out:
+        for record in demo.records:
+            out.write(json.dumps(record) + "\n")
+    verified = sum(r["signature_verified"] for r in demo.records)
+    say(f"\n{BOLD}Summary{RESET}")
+    for name in world.receivers:
+        got = [r for r in demo.records if r["receiver"] == name]
+        say(f"  {name:<13} {len(got):>2} deliveries, {sum(r['signature_verified'] for r in got)} signatures verified")
+    say(f"  {len(demo.records)} deliveries in all, {verified} verified")
+    say(f"  every delivery: {OUT.name}/deliveries.jsonl · the relay's own log: {OUT.name}/relay.log")
+    say(f"  relay metrics: {metric_totals(OUT / 'relay.log')}")
+    say(f"  finished in {time.monotonic() - started:.1f} s")
+    ok = verified == len(demo.records) and len(demo.records) > 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
