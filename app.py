@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice.app import Chalice
 
-from chalicelib.handlers.chat_stream import chat_stream
+from chalicelib.handlers.chat_stream import chat_stream, tolerate_partial_records
 from chalicelib.handlers.contact_events import contact_events
 from chalicelib.handlers.contacts_api import contacts_api
 from chalicelib.handlers.docs import api_docs
@@ -35,6 +35,7 @@ def observe(event: Any, get_response: Callable[[Any], Any]) -> Any:
 
 app.register_blueprint(contact_events)
 app.register_blueprint(chat_stream)
+tolerate_partial_records(app)
 app.register_blueprint(flow)
 app.register_blueprint(streaming_api)
 app.register_blueprint(contacts_api)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from chalice.app import Blueprint, SNSEvent
+from typing import Any
+
+from chalice.app import Blueprint, Chalice, SNSEvent
 
 from chalicelib.chat_items import ChatItemInvalidError, parse_sns_record
 from chalicelib.dependencies import quarantine, relay
@@ -13,12 +15,37 @@ from chalicelib.settings import deploy_time
 chat_stream = Blueprint(__name__)
 
 
+class StreamRecordEvent(SNSEvent):
+    """Chalice's SNSEvent without its KeyError on a record that lacks ``Subject`` or ``MessageAttributes``.
+
+    Such a record must reach the handler, to be read with fallbacks or quarantined, not crash the invocation.
+    """
+
+    def _extract_attributes(self, event_dict: dict[str, Any]) -> None:
+        sns = _sns_record(event_dict)
+        self.message = sns.get("Message")  # type: ignore[assignment]
+        self.subject = sns.get("Subject")  # type: ignore[assignment]
+        self.message_attributes = sns.get("MessageAttributes") or {}
+
+
+def _sns_record(event_dict: dict[str, Any]) -> dict[str, Any]:
+    records = event_dict.get("Records")
+    first = records[0] if isinstance(records, list) and records and isinstance(records[0], dict) else {}
+    sns = first.get("Sns")
+    return sns if isinstance(sns, dict) else {}
+
+
+def tolerate_partial_records(app: Chalice) -> None:
+    """Give on_chat_message the tolerant event class (after the blueprint is registered)."""
+    app.handler_map["on_chat_message"].event_class = StreamRecordEvent  # type: ignore[attr-defined]
+
+
 @chat_stream.on_sns_message(
     topic=deploy_time("STREAMING_TOPIC_ARN", "connect-chat-relay-stream"), name="on_chat_message"
 )
 def on_chat_message(event: SNSEvent) -> None:
     """Parse the item, publish its event; keep what cannot be read and return, so SNS does not redeliver it."""
-    record = event.to_dict()["Records"][0]["Sns"]
+    record = _sns_record(event.to_dict())
     try:
         item = parse_sns_record(record)
     except ChatItemInvalidError as exc:

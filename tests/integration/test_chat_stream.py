@@ -1,0 +1,208 @@
+"""The chat stream end to end: the real on_chat_message through chalice.test.Client, moto for S3 and SSM, and
+webhook receivers on 127.0.0.1 that verify every signature with the standardwebhooks package."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chalice.test import Client
+from jsonschema import Draft202012Validator, FormatChecker
+from standardwebhooks import Webhook
+
+from app import app
+from chalicelib import clients
+from chalicelib.events import load_schema
+from scripts.receivers import Answer, Receiver
+from tests.conftest import EVENTS, PROJECT, QUARANTINE_BUCKET, emitted_metrics, load_event
+
+pytestmark = pytest.mark.integration
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@pytest.fixture
+def receivers() -> Iterator[dict[str, Receiver]]:
+    started = {name: Receiver().start() for name in ("crm", "agent", "down")}
+    started["down"].answer("/hook", Answer(status=503, retry_after="30"))
+    yield started
+    for receiver in started.values():
+        receiver.stop()
+
+
+@pytest.fixture
+def destinations(tmp_path: Path, receivers: dict[str, Receiver], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A destinations file: crm gets everything, agent gets what customers say, down answers 503."""
+    keys = {name: new_secret() for name in receivers}
+
+    def hook(name: str, **filters: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "url": receivers[name].url("/hook"),
+            "secrets": [keys[name]],
+            "allow_http": True,
+            "allow_private_network": True,
+            **filters,
+        }
+
+    path = tmp_path / "destinations.json"
+    config = {
+        "version": 1,
+        "allow_literal_secrets": True,
+        "destinations": [
+            hook("crm"),
+            hook("agent", audience="agent", events=["chat.message"]),
+            hook("down", events=["chat.ended"]),
+        ],
+    }
+    path.write_text(json.dumps(config))
+    monkeypatch.setenv("RELAY_CONFIG_FILE", str(path))
+    return keys
+
+
+@pytest.fixture
+def client(aws: None, destinations: dict[str, str]) -> Iterator[Any]:
+    with Client(app, stage_name="dev", project_dir=str(PROJECT)) as test_client:
+        yield test_client
+
+
+def kept_objects(prefix: str) -> list[dict[str, Any]]:
+    s3 = clients.s3()
+    listing = s3.list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix=prefix).get("Contents", [])
+    return [json.loads(s3.get_object(Bucket=QUARANTINE_BUCKET, Key=o["Key"])["Body"].read()) for o in listing]
+
+
+VALID = sorted(p.relative_to(EVENTS).as_posix() for p in (EVENTS / "chat").glob("*.json"))
+
+
+@pytest.mark.parametrize("fixture", VALID)
+def test_every_item_kind_reaches_the_crm_signed_and_valid(
+    client: Any, receivers: dict[str, Receiver], destinations: dict[str, str], fixture: str
+) -> None:
+    # Given a recorded stream record, When it is invoked, Then the catch-all crm gets one signed, valid event.
+    client.lambda_.invoke("on_chat_message", load_event(fixture))
+    typing = "typing" in fixture
+    requests = receivers["crm"].requests
+    assert len(requests) == (0 if typing else 1)  # typing is off unless asked for
+    for request in requests:
+        envelope = Webhook(destinations["crm"]).verify(request.body, request.headers)
+        Draft202012Validator(load_schema(envelope["type"]), format_checker=FormatChecker()).validate(envelope)
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["user-agent"].startswith("connect-chat-relay/")
+
+
+def test_a_redelivered_item_keeps_its_webhook_id(client: Any, receivers: dict[str, Receiver]) -> None:
+    event = load_event("chat/sns-record-customer-message.json")
+    client.lambda_.invoke("on_chat_message", event)
+    client.lambda_.invoke("on_chat_message", event)
+    first, second = receivers["crm"].requests
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.body == second.body
+
+
+def test_the_agent_facing_destination_gets_what_the_customer_says_only(
+    client: Any, receivers: dict[str, Receiver]
+) -> None:
+    client.lambda_.invoke("on_chat_message", load_event("chat/sns-record-customer-message.json"))
+    agent_message = load_event("chat/sns-record-customer-message.json")
+    sns = agent_message["Records"][0]["Sns"]
+    item = json.loads(sns["Message"])
+    item.update(Id="agent-item-1", ParticipantRole="AGENT", ParticipantId="agent-1")
+    sns["Message"] = json.dumps(item)
+    sns["MessageAttributes"]["ParticipantRole"]["Value"] = "AGENT"
+    client.lambda_.invoke("on_chat_message", agent_message)
+    bodies = [json.loads(r.body) for r in receivers["agent"].requests]
+    assert [b["data"]["participant"]["role"] for b in bodies] == ["CUSTOMER"]
+    assert len(receivers["crm"].requests) == 2
+
+
+def test_a_failing_destination_is_kept_for_replay_and_fails_no_other(
+    client: Any, receivers: dict[str, Receiver], relay_output: Any
+) -> None:
+    client.lambda_.invoke("on_chat_message", load_event("chat/event-chat-ended.json"))
+    assert len(receivers["crm"].requests) == 1
+    assert len(receivers["down"].requests) == 1
+    (kept,) = kept_objects("quarantine/undelivered/down/")
+    assert kept["status"] == 503
+    assert kept["retryable"] is True
+    assert kept["retry_after_seconds"] == 30
+    assert kept["event"]["type"] == "chat.ended"
+    assert kept["webhook_id"] == receivers["down"].requests[0].headers["webhook-id"]
+    metrics = emitted_metrics(relay_output())
+    assert metrics["DeliverySucceeded"] == 1
+    assert metrics["DeliveryFailed"] == 1
+
+
+INVALID = sorted(p.relative_to(EVENTS).as_posix() for p in (EVENTS / "chat" / "invalid").glob("*.json"))
+
+
+@pytest.mark.parametrize("fixture", INVALID)
+def test_invalid_items_are_quarantined_counted_and_never_raise(
+    client: Any, receivers: dict[str, Receiver], relay_output: Any, fixture: str
+) -> None:
+    # Given a record the relay cannot read, When invoked, Then it returns normally (no endless SNS redelivery),
+    # keeps the record with its reason in S3, logs the SNS MessageId and counts InvalidChatItem.
+    event = load_event(fixture)
+    response = client.lambda_.invoke("on_chat_message", event)
+    assert response.payload is None
+    (kept,) = kept_objects("quarantine/invalid/")
+    assert kept["record"] == event["Records"][0]["Sns"]
+    assert kept["reason"]
+    output = relay_output()
+    assert emitted_metrics(output) == {"InvalidChatItem": 1}
+    assert event["Records"][0]["Sns"]["MessageId"] in output
+    assert all(not r.requests for r in receivers.values())
+
+
+def test_an_unavailable_secret_fails_that_destination_only(
+    aws: None, receivers: dict[str, Receiver], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "destinations.json"
+    hook = {"allow_http": True, "allow_private_network": True}
+    config = {
+        "version": 1,
+        "allow_literal_secrets": True,
+        "destinations": [
+            {"name": "crm", "url": receivers["crm"].url("/hook"), "secrets": [new_secret()], **hook},
+            {"name": "agent", "url": receivers["agent"].url("/hook"), "secrets": ["ssm:/relay/missing"], **hook},
+        ],
+    }
+    path.write_text(json.dumps(config))
+    monkeypatch.setenv("RELAY_CONFIG_FILE", str(path))
+    with Client(app, stage_name="dev", project_dir=str(PROJECT)) as client:
+        client.lambda_.invoke("on_chat_message", load_event("chat/sns-record-customer-message.json"))
+    assert len(receivers["crm"].requests) == 1
+    assert not receivers["agent"].requests
+    (kept,) = kept_objects("quarantine/undelivered/agent/")
+    assert "ssm:/relay/missing" in kept["error"]
+
+
+def test_secrets_never_reach_the_logs(client: Any, destinations: dict[str, str], relay_output: Any) -> None:
+    client.lambda_.invoke("on_chat_message", load_event("chat/event-chat-ended.json"))
+    output = relay_output()
+    for key in destinations.values():
+        assert key not in output
+        assert key.removeprefix("whsec_") not in output
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": "m-1"}}]},
+        {"Records": [{"EventSource": "aws:sns"}]},
+        {"Records": []},
+    ],
+)
+def test_records_missing_their_parts_are_quarantined_not_crashed_on(
+    client: Any, relay_output: Any, event: dict[str, Any]
+) -> None:
+    assert client.lambda_.invoke("on_chat_message", event).payload is None
+    assert len(kept_objects("quarantine/invalid/")) == 1
+    assert emitted_metrics(relay_output()) == {"InvalidChatItem": 1}
