@@ -1,5 +1,7 @@
 """`make bench`: the relay's speed, each figure against a baseline measured in the same run, on loopback.
 
+Receivers are real HTTP servers on 127.0.0.1 (lean asyncio ones, in a process of their own).
+
 1. Throughput through ``on_chat_message`` (the real Lambda entry point, middleware included) with 1 and with 10
    destinations, against a naive baseline: sequential ``requests.post`` per destination with a new connection
    each time, which is what the public samples do. Target: at least 3x the baseline with 10 destinations.
@@ -209,17 +211,41 @@ def per_delivery(url: str) -> tuple[float, float]:
     return statistics.median(relay_times) * 1e6, statistics.median(bare_times) * 1e6
 
 
+@contextlib.contextmanager
+def receiver_processes(processes: int, per_process: int, delay: float) -> Iterator[list[str]]:
+    """Receivers in processes of their own, so they do not share the relay's interpreter lock."""
+    import subprocess
+
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "scripts.receivers", str(per_process), str(delay), "600"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        urls: list[str] = []
+        for child in children:
+            assert child.stdout is not None
+            urls.extend(json.loads(child.stdout.readline()))
+        yield urls
+    finally:
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=30)
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from scripts.receivers import Answer, Receiver
-
     events = [sns_event(i) for i in range(ITEMS)]
-    fast = [Receiver().start() for _ in range(10)]
-    slow = [Receiver().start() for _ in range(10)]
-    for receiver in slow:
-        receiver.answer("/hook", Answer(status=204, delay=0.1))
-    try:
-        fast_urls = [r.url("/hook") for r in fast]
+    with (
+        receiver_processes(processes=1, per_process=10, delay=0.0) as fast_urls,
+        receiver_processes(processes=1, per_process=10, delay=0.1) as slow_urls,
+    ):
         print(f"connect-chat-relay bench: {ITEMS} items, loopback receivers, {os.cpu_count()} cores", flush=True)
         relay1, base1 = throughput(fast_urls[:1], events)
         print(
@@ -232,7 +258,7 @@ def main() -> int:
             f"throughput, 10 destinations:  relay {relay10:7.0f} items/s   baseline {base10:7.0f} items/s"
             f"   x{ratio10:.2f} (target >= 3)"
         )
-        ten_ms, one_ms = fanout_ratio([r.url("/hook") for r in slow], events)
+        ten_ms, one_ms = fanout_ratio(slow_urls, events)
         fan_ratio = ten_ms / one_ms
         print(
             f"fan-out to 100 ms receivers:  10 destinations {ten_ms:6.1f} ms   1 destination {one_ms:6.1f} ms"
@@ -244,9 +270,6 @@ def main() -> int:
             f"per delivery:                 relay {relay_us:6.0f} µs   bare pooled POST {bare_us:6.0f} µs"
             f"   ratio {delivery_ratio:.2f} (target <= 1.25)"
         )
-    finally:
-        for receiver in fast + slow:
-            receiver.stop()
     results = {
         "items": ITEMS,
         "throughput_1": {"relay_items_per_s": relay1, "baseline_items_per_s": base1, "ratio": relay1 / base1},

@@ -7,6 +7,7 @@ tests compare the order of events rather than wall-clock thresholds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ssl
 import threading
@@ -252,3 +253,53 @@ def make_tls_files(directory: Path, hostname: str) -> TlsFiles:
         )
     )
     return files
+
+
+async def _answer_quickly(reader: Any, writer: Any, delay: float) -> None:
+    """HTTP/1.1 keep-alive with the least parsing that is still correct for POSTs with a Content-Length."""
+    import asyncio
+
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            if delay:
+                await asyncio.sleep(delay)
+            writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.CancelledError):
+        # A client that hangs up, or the bench ending while connections are kept alive.
+        writer.close()
+
+
+def serve(count: int, delay: float, lifetime: float) -> None:
+    """Serve ``count`` lean receivers (asyncio, one process) answering 204 after ``delay`` s, for the bench.
+
+    They record nothing and parse only Content-Length, so the bench measures senders, not Python's http.server.
+    Prints their urls as a JSON line; stops when standard input closes or after ``lifetime`` seconds.
+    """
+    import asyncio
+    import json
+    import sys
+
+    async def main() -> None:
+        servers = [
+            await asyncio.start_server(lambda r, w: _answer_quickly(r, w, delay), "127.0.0.1", 0) for _ in range(count)
+        ]
+        urls = [f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/hook" for srv in servers]
+        print(json.dumps(urls), flush=True)
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.read), timeout=lifetime)
+
+    with contextlib.suppress(TimeoutError):
+        asyncio.run(main())
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve(int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 600.0)
