@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import dependencies
+from chalicelib import dependencies, observability
 
 EVENTS = Path(__file__).parent / "events"
 PROJECT = Path(__file__).parent.parent
@@ -48,6 +48,7 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in dev_stage_environment().items():
         monkeypatch.setenv(name, value)
     dependencies.reset()
+    observability.discard()
     yield
     dependencies.reset()
 
