@@ -22,6 +22,8 @@ SNS_TOPIC_ARN = re.compile(
 )
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# A browser's Origin: scheme, host and optional port; never a path, a wildcard or "null".
+CORS_ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?$")
 DEFAULT_DETAIL_TYPE = "Amazon Connect Contact Event"
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "config"
 
@@ -42,6 +44,7 @@ class Settings:
     connect_instance_id: str | None = None
     contact_flows: Mapping[str, str] = field(default_factory=dict)
     default_flow: str | None = None
+    cors_allowed_origins: tuple[str, ...] = ()
 
     @property
     def topic_region(self) -> str:
@@ -122,6 +125,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if default_flow is not None and default_flow not in flows:
         read.problems.append(f"DEFAULT_CONTACT_FLOW={default_flow!r} is not a name in CONTACT_FLOWS")
 
+    cors_origins = _cors_allowed_origins(read)
+
     if read.problems:
         raise SettingsError("invalid relay settings: " + "; ".join(read.problems))
     return Settings(
@@ -137,6 +142,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         connect_instance_id=connect_instance,
         contact_flows=flows,
         default_flow=default_flow,
+        cors_allowed_origins=cors_origins,
     )
 
 
@@ -154,6 +160,18 @@ def _contact_flows(read: _Reader) -> dict[str, str]:
         read.problems.append(f"CONTACT_FLOWS is invalid (expected {expected})")
         return {}
     return flows
+
+
+def _cors_allowed_origins(read: _Reader) -> tuple[str, ...]:
+    raw = read.optional("CORS_ALLOWED_ORIGINS")
+    origins = tuple(dict.fromkeys(part.strip().lower() for part in raw.split(",") if part.strip()))
+    bad = [origin for origin in origins if not CORS_ORIGIN.match(origin)]
+    if bad:
+        read.problems.append(
+            f"CORS_ALLOWED_ORIGINS has invalid origins {bad} (expected scheme://host[:port], comma-separated, no path)"
+        )
+        return ()
+    return origins
 
 
 @cache

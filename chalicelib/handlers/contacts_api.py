@@ -1,0 +1,206 @@
+"""Routes that start contacts for front ends: web, in-app and video calls, and chats that stream from their first item.
+
+Browsers call these, so they answer CORS for the stage's listed origins themselves (Chalice's CORSConfig allows one
+origin only): ``Access-Control-Allow-Origin`` echoes a listed ``Origin`` and every answer says ``Vary: Origin``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from chalice.app import Blueprint, Request, Response
+
+from chalicelib import clients, dependencies
+from chalicelib.adapters.client_tokens import ClientTokenLedger
+from chalicelib.contacts import IDEMPOTENCY_HEADER, ContactStart, call_started_event, chat_start, webrtc_start
+from chalicelib.errors import ConnectUnavailableError, RelayError, SettingsError
+from chalicelib.events import RelayEvent
+from chalicelib.handlers.http import error_response, json_body, json_response, route_auth
+from chalicelib.observability import contact_keys, count, logger
+from chalicelib.settings import get_settings
+
+contacts_api = Blueprint(__name__)
+
+WEBRTC_PATH: Final = "/webrtc-contacts"
+CHAT_PATH: Final = "/chat-contacts"
+REPLAYED_HEADER: Final = "Idempotent-Replayed"
+# What a browser may send and read; SigV4 and API Gateway's API key travel in headers too.
+ALLOWED_REQUEST_HEADERS: Final = (
+    "Content-Type, Authorization, X-Api-Key, X-Amz-Date, X-Amz-Security-Token, X-Amz-Content-Sha256, Idempotency-Key"
+)
+EXPOSED_HEADERS: Final = f"{REPLAYED_HEADER}, Retry-After"
+PREFLIGHT_MAX_AGE_SECONDS: Final = 600
+# StartChatContact's answer, less StreamingId (the relay's own business): the participant's tokens and, when
+# Connect returns them, the connection it opened for the participant.
+_CHAT_ANSWER_KEYS: Final = (
+    "ContactId",
+    "ParticipantId",
+    "ParticipantToken",
+    "ContinuedFromContactId",
+    "ConnectionCredentials",
+    "Websocket",
+)
+
+
+@contacts_api.route(WEBRTC_PATH, methods=["POST"], **route_auth())
+def start_webrtc_contact() -> Response:
+    """Start a web, in-app or video call; answer Connect's ConnectionData for amazon-chime-sdk-js."""
+    request = contacts_api.current_request
+    return _with_cors(request, _start_webrtc(request))
+
+
+@contacts_api.route(CHAT_PATH, methods=["POST"], **route_auth())
+def start_chat_contact() -> Response:
+    """Start a chat that streams to the relay's topic from its first item, greeting included."""
+    request = contacts_api.current_request
+    return _with_cors(request, _start_chat(request))
+
+
+@contacts_api.route(WEBRTC_PATH, methods=["OPTIONS"])
+def preflight_webrtc_contact() -> Response:
+    """CORS preflight (no authorisation: browsers send none with it)."""
+    return _preflight(contacts_api.current_request)
+
+
+@contacts_api.route(CHAT_PATH, methods=["OPTIONS"])
+def preflight_chat_contact() -> Response:
+    """CORS preflight (no authorisation: browsers send none with it)."""
+    return _preflight(contacts_api.current_request)
+
+
+def _start_webrtc(request: Request) -> Response:
+    try:
+        settings = get_settings()
+        start = webrtc_start(
+            json_body(request.raw_body, required=True), request.headers.get(IDEMPOTENCY_HEADER), settings
+        )
+        answer = dependencies.connect_gateway().start_webrtc(start.request)
+        contact_id = _contact_id(answer)
+    except RelayError as exc:
+        return error_response(exc)
+    with contact_keys(initial_contact_id=contact_id, contact_id=contact_id):
+        replayed = _replayed("webrtc", start, contact_id)
+        count("WebRTCContactStarted")
+        logger.info("web call started", extra={"flow": start.flow, "replayed": replayed})
+        if not replayed:
+            # A replay's call.started went out with the first answer; the same webhook id would only repeat it.
+            _announce(call_started_event(start, answer, timestamp=_now()))
+    return json_response(201, answer, {REPLAYED_HEADER: "true"} if replayed else None)
+
+
+def _start_chat(request: Request) -> Response:
+    try:
+        settings = get_settings()
+        start = chat_start(
+            json_body(request.raw_body, required=True), request.headers.get(IDEMPOTENCY_HEADER), settings
+        )
+        answer = dependencies.connect_gateway().start_chat(start.request)
+        contact_id = _contact_id(answer)
+    except RelayError as exc:
+        return error_response(exc)
+    with contact_keys(initial_contact_id=contact_id, contact_id=contact_id):
+        _record_stream(start, answer, contact_id)
+        replayed = _replayed("chat", start, contact_id)
+        count("ChatContactStarted")
+        logger.info("chat started", extra={"flow": start.flow, "replayed": replayed})
+    body = {key: answer[key] for key in _CHAT_ANSWER_KEYS if answer.get(key) is not None}
+    return json_response(201, body, {REPLAYED_HEADER: "true"} if replayed else None)
+
+
+def _contact_id(answer: dict[str, Any]) -> str:
+    contact_id = answer.get("ContactId")
+    if not isinstance(contact_id, str) or not contact_id:
+        raise ConnectUnavailableError("InvalidAnswer", "Connect's answer has no ContactId")
+    return contact_id
+
+
+def _record_stream(start: ContactStart, answer: dict[str, Any], contact_id: str) -> None:
+    """Keep the StreamingId, so the chat's contact event finds it streaming and Connect is not called again."""
+    streaming_id = answer.get("StreamingId")
+    if not isinstance(streaming_id, str) or not streaming_id:
+        logger.warning("Connect started the chat without a StreamingId; its contact event will start streaming")
+        count("StreamingRecordFailed", reason="NoStreamingId")
+        return
+    try:
+        dependencies.streaming_starter().record(
+            instance_id=start.request["InstanceId"],
+            initial_contact_id=contact_id,
+            streaming_id=streaming_id,
+            started_by="chat_start",
+        )
+    except Exception:
+        # The chat is started and streaming: failing its answer now would only make a client start another one.
+        logger.exception("streaming id not recorded; the contact event may start a second stream")
+        count("StreamingRecordFailed", reason="TableError")
+
+
+def _replayed(route: str, start: ContactStart, contact_id: str) -> bool:
+    """Whether Connect answered a replayed Idempotency-Key; False when there is none, or the relay cannot tell."""
+    token = start.request.get("ClientToken")
+    if token is None:
+        return False
+    ledger = ClientTokenLedger(clients.dynamodb(), get_settings().streams_table_name)
+    return ledger.first_use(route=route, client_token=token, contact_id=contact_id) is False
+
+
+def _announce(event: RelayEvent) -> None:
+    """Publish an event; a failure is logged and counted, and never fails the call that is already placed."""
+    try:
+        _publish(event)
+    except Exception:
+        logger.exception("event not published", extra={"event_type": event.type, "webhook_id": event.webhook_id})
+        count("EventPublishFailed", event_type=event.type)
+
+
+def _publish(event: RelayEvent) -> None:
+    """Hand an event to the fan-out (tests replace this seam with a recorder)."""
+    dependencies.relay().publish(event)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _allowed_origin(request: Request) -> str | None:
+    origin = request.headers.get("origin")
+    if not origin:
+        return None
+    try:
+        allowed = get_settings().cors_allowed_origins
+    except SettingsError:
+        return None
+    return origin if origin.lower() in allowed else None
+
+
+def _with_cors(request: Request, response: Response) -> Response:
+    response.headers["Vary"] = "Origin"
+    origin = _allowed_origin(request)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+    return response
+
+
+def _preflight(request: Request) -> Response:
+    if not request.headers.get("origin"):
+        # Not a browser's preflight: say which methods the path takes.
+        return Response(body="", status_code=204, headers={"Allow": "POST, OPTIONS", "Vary": "Origin"})
+    origin = _allowed_origin(request)
+    if origin is None:
+        return json_response(
+            403,
+            {"error": "OriginNotAllowed", "message": "this origin may not call the relay from a browser"},
+            {"Vary": "Origin"},
+        )
+    return Response(
+        body="",
+        status_code=204,
+        headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": ALLOWED_REQUEST_HEADERS,
+            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
+            "Vary": "Origin",
+        },
+    )
