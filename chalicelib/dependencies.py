@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import cache
 
 from chalicelib import clients
+from chalicelib.adapters.client_tokens import ClientTokenLedger
 from chalicelib.adapters.connect import ConnectGateway
 from chalicelib.adapters.quarantine import Quarantine
 from chalicelib.adapters.secrets import SecretResolver
@@ -49,6 +50,12 @@ def connect_gateway() -> ConnectGateway:
 
 
 @cache
+def client_token_ledger() -> ClientTokenLedger:
+    """Which Idempotency-Keys the contact routes have already used (kept in the streams table)."""
+    return ClientTokenLedger(clients.dynamodb(), get_settings().streams_table_name)
+
+
+@cache
 def quarantine() -> Quarantine:
     """Where unreadable items and undelivered events are kept."""
     settings = get_settings()
@@ -79,7 +86,7 @@ def relay() -> Relay:
 
 def reset() -> None:
     """Forget every collaborator, the settings and the clients."""
-    for factory in (streaming_starter, flow_streaming_starter, connect_gateway, quarantine, relay):
+    for factory in (streaming_starter, flow_streaming_starter, connect_gateway, client_token_ledger, quarantine, relay):
         factory.cache_clear()
     get_settings.cache_clear()
     clients.reset()

@@ -11,8 +11,7 @@ from typing import Any, Final
 
 from chalice.app import Blueprint, Request, Response
 
-from chalicelib import clients, dependencies
-from chalicelib.adapters.client_tokens import ClientTokenLedger
+from chalicelib import dependencies
 from chalicelib.contacts import IDEMPOTENCY_HEADER, ContactStart, call_started_event, chat_start, webrtc_start
 from chalicelib.errors import ConnectUnavailableError, RelayError, SettingsError
 from chalicelib.events import RelayEvent
@@ -140,8 +139,7 @@ def _replayed(route: str, start: ContactStart, contact_id: str) -> bool:
     token = start.request.get("ClientToken")
     if token is None:
         return False
-    ledger = ClientTokenLedger(clients.dynamodb(), get_settings().streams_table_name)
-    return ledger.first_use(route=route, client_token=token, contact_id=contact_id) is False
+    return dependencies.client_token_ledger().first_use(route=route, client_token=token, contact_id=contact_id) is False
 
 
 def _announce(event: RelayEvent) -> None:
