@@ -78,7 +78,7 @@ def relay() -> Relay:
     """Publishes events to the destinations."""
     return Relay(
         destinations,
-        SecretResolver(ssm_client=clients.ssm, secretsmanager_client=clients.secretsmanager),
+        SecretResolver(ssm=clients.ssm, secretsmanager=clients.secretsmanager),
         fanout(),
         quarantine(),
     )

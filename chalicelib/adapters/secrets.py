@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import boto3
 from aws_lambda_powertools.utilities.parameters import GetParameterError, SecretsProvider, SSMProvider
 from botocore.exceptions import ClientError
 
@@ -32,30 +31,19 @@ class SecretUnavailableError(RelayError):
         self.ref = ref
 
 
-def _new_ssm_client() -> SSMClient:
-    return boto3.client("ssm")
-
-
-def _new_secretsmanager_client() -> SecretsManagerClient:
-    return boto3.client("secretsmanager")
-
-
 class SecretResolver:
     """Turns a destination's :class:`SecretRef` into the secret's value, cached for ``max_age_seconds``."""
 
     def __init__(
         self,
         *,
-        ssm: SSMClient | None = None,
-        secretsmanager: SecretsManagerClient | None = None,
-        ssm_client: Callable[[], SSMClient] = _new_ssm_client,
-        secretsmanager_client: Callable[[], SecretsManagerClient] = _new_secretsmanager_client,
+        ssm: Callable[[], SSMClient],
+        secretsmanager: Callable[[], SecretsManagerClient],
         max_age_seconds: int = MAX_AGE_SECONDS,
     ) -> None:
+        # Client factories, called on first use: a destination with SSM secrets only never builds the other.
         self._ssm = ssm
         self._secretsmanager = secretsmanager
-        self._ssm_client = ssm_client
-        self._secretsmanager_client = secretsmanager_client
         self._max_age = max_age_seconds
         self._ssm_provider: SSMProvider | None = None
         self._secrets_provider: SecretsProvider | None = None
@@ -78,11 +66,10 @@ class SecretResolver:
     def _fetch(self, ref: SecretRef) -> object:
         if ref.kind == "ssm":
             if self._ssm_provider is None:
-                self._ssm_provider = SSMProvider(boto3_client=self._ssm or self._ssm_client())
+                self._ssm_provider = SSMProvider(boto3_client=self._ssm())
             return self._ssm_provider.get(ref.name, max_age=self._max_age, decrypt=True)
         if self._secrets_provider is None:
-            client = self._secretsmanager or self._secretsmanager_client()
-            self._secrets_provider = SecretsProvider(boto3_client=client)
+            self._secrets_provider = SecretsProvider(boto3_client=self._secretsmanager())
         return self._secrets_provider.get(ref.name, max_age=self._max_age)
 
 

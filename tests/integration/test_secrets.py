@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib import clients
 from chalicelib.adapters.secrets import SecretResolver, SecretUnavailableError
 from chalicelib.destinations import SecretRef
 
@@ -61,11 +62,20 @@ def no_client() -> Any:
     raise AssertionError("no AWS client should be created")
 
 
+def resolver_over(*, ssm: Any = None, secretsmanager: Any = None, **options: Any) -> SecretResolver:
+    """A resolver over the given moto clients; a service not given must not be called."""
+    return SecretResolver(
+        ssm=(lambda: ssm) if ssm is not None else no_client,
+        secretsmanager=(lambda: secretsmanager) if secretsmanager is not None else no_client,
+        **options,
+    )
+
+
 def test_reads_an_ssm_securestring_once_within_max_age(ssm):
     """Given a SecureString parameter, when it is resolved twice, then it is decrypted and fetched once."""
     ssm.put_parameter(Name="/relay/test/crm", Value=SECRET, Type="SecureString")
     calls = count_calls(ssm)
-    resolver = SecretResolver(ssm=ssm, secretsmanager_client=no_client)
+    resolver = resolver_over(ssm=ssm)
 
     assert resolver.resolve(SecretRef("ssm", "/relay/test/crm")) == SECRET
     assert resolver.resolve(SecretRef("ssm", "/relay/test/crm")) == SECRET
@@ -76,7 +86,7 @@ def test_reads_secrets_manager_by_name_and_arn_with_caching(secretsmanager):
     """Given a secret, when resolved by name twice and by ARN, then each reference is fetched once."""
     arn = secretsmanager.create_secret(Name="relay/test/billing", SecretString=SECRET)["ARN"]
     calls = count_calls(secretsmanager)
-    resolver = SecretResolver(secretsmanager=secretsmanager, ssm_client=no_client)
+    resolver = resolver_over(secretsmanager=secretsmanager)
 
     for _ in range(2):
         assert resolver.resolve(SecretRef("secretsmanager", "relay/test/billing")) == SECRET
@@ -87,14 +97,14 @@ def test_reads_secrets_manager_by_name_and_arn_with_caching(secretsmanager):
 def test_reads_a_binary_secret(secretsmanager):
     """Given a secret stored as SecretBinary, then its text is the secret."""
     secretsmanager.create_secret(Name="relay/test/binary", SecretBinary=SECRET.encode())
-    resolver = SecretResolver(secretsmanager=secretsmanager)
+    resolver = resolver_over(secretsmanager=secretsmanager)
     assert resolver.resolve(SecretRef("secretsmanager", "relay/test/binary")) == SECRET
 
 
 def test_rotation_is_seen_after_max_age(ssm):
     """Given max_age 0, when the parameter changes, then the next resolve returns the new value."""
     ssm.put_parameter(Name="/relay/test/rotating", Value=SECRET, Type="SecureString")
-    resolver = SecretResolver(ssm=ssm, max_age_seconds=0)
+    resolver = resolver_over(ssm=ssm, max_age_seconds=0)
     assert resolver.resolve(SecretRef("ssm", "/relay/test/rotating")) == SECRET
 
     ssm.put_parameter(Name="/relay/test/rotating", Value=ROTATED, Type="SecureString", Overwrite=True)
@@ -104,12 +114,17 @@ def test_rotation_is_seen_after_max_age(ssm):
 def test_clients_are_created_lazily_the_ordinary_way(aws):
     """Given no clients, when a reference is resolved, then boto3's default client reads it."""
     boto3.client("ssm").put_parameter(Name="/relay/test/lazy", Value=SECRET, Type="SecureString")
-    assert SecretResolver().resolve(SecretRef("ssm", "/relay/test/lazy")) == SECRET
+    assert (
+        SecretResolver(ssm=clients.ssm, secretsmanager=clients.secretsmanager).resolve(
+            SecretRef("ssm", "/relay/test/lazy")
+        )
+        == SECRET
+    )
 
 
 def test_literal_refs_are_returned_without_aws():
     """Given a literal ref, then its value is returned and no AWS client is made."""
-    resolver = SecretResolver(ssm_client=no_client, secretsmanager_client=no_client)
+    resolver = resolver_over()
     assert resolver.resolve(SecretRef("literal", SECRET)) == SECRET
 
 
@@ -126,7 +141,7 @@ def test_literal_refs_are_returned_without_aws():
 def test_missing_secret_names_the_reference(ssm, secretsmanager, ref, reason):
     """Given a reference to nothing, then SecretUnavailableError names the reference and AWS's error code."""
     ssm.put_parameter(Name="/relay/test/present", Value=SECRET, Type="SecureString")
-    resolver = SecretResolver(ssm=ssm, secretsmanager=secretsmanager)
+    resolver = resolver_over(ssm=ssm, secretsmanager=secretsmanager)
     resolver.resolve(SecretRef("ssm", "/relay/test/present"))
 
     with pytest.raises(SecretUnavailableError) as caught:
@@ -148,7 +163,7 @@ def test_missing_secret_names_the_reference(ssm, secretsmanager, ref, reason):
 def test_malformed_secret_value_is_refused_without_showing_it(ssm, value):
     """Given a parameter that is not a Standard Webhooks secret, then it is refused and its value never shown."""
     ssm.put_parameter(Name="/relay/test/bad", Value=value, Type="SecureString")
-    resolver = SecretResolver(ssm=ssm)
+    resolver = resolver_over(ssm=ssm)
 
     with pytest.raises(SecretUnavailableError) as caught:
         resolver.resolve(SecretRef("ssm", "/relay/test/bad"))
@@ -164,4 +179,4 @@ def test_plain_base64_secret_is_accepted(ssm):
     """Given base64 without the whsec_ prefix (Standard Webhooks accepts both), then it is returned."""
     plain = SECRET.removeprefix("whsec_")
     ssm.put_parameter(Name="/relay/test/plain", Value=plain, Type="SecureString")
-    assert SecretResolver(ssm=ssm).resolve(SecretRef("ssm", "/relay/test/plain")) == plain
+    assert resolver_over(ssm=ssm).resolve(SecretRef("ssm", "/relay/test/plain")) == plain
