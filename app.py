@@ -1,4 +1,8 @@
-"""connect-chat-relay: the Chalice app. Middleware and blueprints; the work lives in chalicelib/."""
+"""connect-chat-relay: the Chalice app. Middleware and blueprints; the work lives in chalicelib/.
+
+Lambda loads the event handlers (contact events, the flow function, the chat stream) from their blueprints'
+modules, not from here: whatever they need is on the handlers themselves.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +11,26 @@ from typing import Any
 
 from chalice.app import Chalice
 
-from chalicelib.handlers.chat_stream import chat_stream, tolerate_partial_records
+from chalicelib.handlers.chat_stream import chat_stream
 from chalicelib.handlers.contact_events import contact_events
 from chalicelib.handlers.contacts_api import contacts_api
 from chalicelib.handlers.docs import api_docs
 from chalicelib.handlers.flow import flow
 from chalicelib.handlers.streaming_api import streaming_api
-from chalicelib.observability import flush, logger
+from chalicelib.observability import observed
 
 app = Chalice(app_name="connect-chat-relay", configure_logs=False)
 app.experimental_feature_flags.update(["BLUEPRINTS"])
 
 
-@app.middleware("all")
+@app.middleware("http")
 def observe(event: Any, get_response: Callable[[Any], Any]) -> Any:
-    """Fresh log keys for each invocation, and its metrics published however it ends."""
-    logger.clear_state()
-    context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
-    request_id = getattr(context, "aws_request_id", None)
-    if request_id:
-        logger.append_keys(request_id=request_id)
-    try:
-        return get_response(event)
-    finally:
-        flush()
+    """Routes get what every event handler has on itself (see ``observed``)."""
+    return observed(get_response)(event)
 
 
 app.register_blueprint(contact_events)
 app.register_blueprint(chat_stream)
-tolerate_partial_records(app)
 app.register_blueprint(flow)
 app.register_blueprint(streaming_api)
 app.register_blueprint(contacts_api)

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
-    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
 
 # Connect throttles at a few TPS: adaptive mode backs off client-side as well as retrying 429s and 5xx.
@@ -27,7 +26,7 @@ _CONNECT_CONFIG = Config(
     read_timeout=5,
     user_agent_extra="connect-chat-relay",
 )
-# The contact flow waits at most 8 s for its Lambda: two quick attempts, never the full backoff.
+# The contact flow waits at most 8 s for its Lambda: two quick attempts per call, never the full backoff.
 _CONNECT_FOR_FLOW_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 2},
     connect_timeout=1,
@@ -61,15 +60,15 @@ def dynamodb() -> DynamoDBClient:
 
 
 @cache
-def s3() -> S3Client:
-    """The S3 client."""
-    return boto3.client("s3", config=_DEFAULT_CONFIG)
+def dynamodb_for_flow() -> DynamoDBClient:
+    """A DynamoDB client with the contact flow's time budget."""
+    return boto3.client("dynamodb", config=_CONNECT_FOR_FLOW_CONFIG)
 
 
 @cache
-def sqs() -> SQSClient:
-    """The SQS client."""
-    return boto3.client("sqs", config=_DEFAULT_CONFIG)
+def s3() -> S3Client:
+    """The S3 client."""
+    return boto3.client("s3", config=_DEFAULT_CONFIG)
 
 
 @cache
@@ -86,5 +85,5 @@ def secretsmanager() -> SecretsManagerClient:
 
 def reset() -> None:
     """Forget every client (tests, and the demo when it repoints endpoints)."""
-    for factory in (connect, connect_for_flow, dynamodb, s3, sqs, ssm, secretsmanager):
+    for factory in (connect, connect_for_flow, dynamodb, dynamodb_for_flow, s3, ssm, secretsmanager):
         factory.cache_clear()

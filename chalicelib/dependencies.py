@@ -38,7 +38,7 @@ def flow_streaming_starter() -> StreamingStarter:
     settings = get_settings()
     return StreamingStarter(
         ConnectGateway(clients.connect_for_flow()),
-        StreamsTable(clients.dynamodb(), settings.streams_table_name, ttl_days=settings.streams_ttl_days),
+        StreamsTable(clients.dynamodb_for_flow(), settings.streams_table_name, ttl_days=settings.streams_ttl_days),
         topic_arn=settings.streaming_topic_arn,
     )
 

@@ -5,14 +5,18 @@ Created at import (cheap: no AWS call); the Chalice middleware in ``app.py`` res
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 SERVICE = "connect-chat-relay"
 NAMESPACE = "ConnectChatRelay"
@@ -75,3 +79,28 @@ def discard() -> None:
     """Forget what was recorded and not yet published (tests start each case clean)."""
     _pending.clear()
     metrics.clear_metrics()
+
+
+def observed(handler: Callable[P, R]) -> Callable[P, R]:
+    """Fresh log keys for each invocation, and its metrics published however it ends.
+
+    On the handler itself rather than in Chalice middleware: Lambda loads an event handler from its blueprint's
+    module, without ``app.py``, so the app's middleware never runs for it once deployed.
+    """
+
+    @functools.wraps(handler)
+    def invocation(*args: P.args, **kwargs: P.kwargs) -> R:
+        logger.clear_state()
+        event: Any = args[0] if args else None
+        context: Any = (
+            args[1] if len(args) > 1 else getattr(event, "lambda_context", None) or getattr(event, "context", None)
+        )
+        request_id = getattr(context, "aws_request_id", None)
+        if request_id:
+            logger.append_keys(request_id=request_id)
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            flush()
+
+    return invocation

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice.app import Blueprint, Chalice, SNSEvent
+from chalice.app import Blueprint, SNSEvent
 
 from chalicelib.chat_items import ChatItemInvalidError, parse_sns_record
 from chalicelib.dependencies import quarantine, relay
 from chalicelib.events import event_from_chat_item
-from chalicelib.observability import contact_keys, count, logger
+from chalicelib.observability import contact_keys, count, logger, observed
 from chalicelib.settings import deploy_time
 
 chat_stream = Blueprint(__name__)
@@ -35,14 +35,10 @@ def _sns_record(event_dict: dict[str, Any]) -> dict[str, Any]:
     return sns if isinstance(sns, dict) else {}
 
 
-def tolerate_partial_records(app: Chalice) -> None:
-    """Give on_chat_message the tolerant event class (after the blueprint is registered)."""
-    app.handler_map["on_chat_message"].event_class = StreamRecordEvent  # type: ignore[attr-defined]
-
-
 @chat_stream.on_sns_message(
     topic=deploy_time("STREAMING_TOPIC_ARN", "connect-chat-relay-stream"), name="on_chat_message"
 )
+@observed
 def on_chat_message(event: SNSEvent) -> None:
     """Parse the item, publish its event; keep what cannot be read and return, so SNS does not redeliver it."""
     record = _sns_record(event.to_dict())
@@ -69,3 +65,7 @@ def on_chat_message(event: SNSEvent) -> None:
                 "failed": sum(not r.ok for r in results),
             },
         )
+
+
+# The handler Lambda calls builds its event with this class; set here, so it holds when Lambda loads this module.
+on_chat_message.event_class = StreamRecordEvent

@@ -14,7 +14,7 @@ from chalicelib.errors import (
     ConnectRequestRejectedError,
     ConnectStreamingLimitError,
 )
-from chalicelib.observability import contact_keys, count, count_streaming_start, logger
+from chalicelib.observability import contact_keys, count, count_streaming_start, logger, observed
 from chalicelib.settings import DEFAULT_DETAIL_TYPE, deploy_time, get_settings
 
 contact_events = Blueprint(__name__)
@@ -34,6 +34,7 @@ _FINAL = (ConnectContactNotFoundError, ConnectRequestRejectedError, ConnectStrea
 
 
 @contact_events.on_cw_event(EVENT_PATTERN, name="on_contact_event")
+@observed
 def on_contact_event(event: CloudWatchEvent) -> None:
     """Start streaming a new chat to the relay's topic; skip everything else quietly."""
     raw = event.to_dict()

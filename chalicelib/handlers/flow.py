@@ -9,7 +9,7 @@ from chalice.app import Blueprint
 from chalicelib.contact_events import instance_id_from_arn
 from chalicelib.dependencies import flow_streaming_starter
 from chalicelib.errors import ConnectError, SettingsError
-from chalicelib.observability import contact_keys, count, count_streaming_start, logger
+from chalicelib.observability import contact_keys, count, count_streaming_start, logger, observed
 from chalicelib.settings import get_settings
 
 flow = Blueprint(__name__)
@@ -21,9 +21,11 @@ def _failed(reason: str) -> dict[str, str]:
 
 
 @flow.lambda_function(name="start_streaming_from_flow")
+@observed
 def start_streaming_from_flow(event: dict[str, Any], context: Any) -> dict[str, str]:
     """Answer the flow with a flat map of strings; never raise into it (the flow would take its error branch)."""
-    contact = event.get("Details", {}).get("ContactData") if isinstance(event, dict) else None
+    details = event.get("Details") if isinstance(event, dict) else None
+    contact = details.get("ContactData") if isinstance(details, dict) else None
     if not isinstance(contact, dict):
         logger.warning("flow event without Details.ContactData")
         count("StreamingStartFailed", reason="Malformed")

@@ -152,6 +152,11 @@ class TestFlowFunction:
         ("event", "expected"),
         [
             ({}, {"streaming": "failed", "reason": "the event has no Details.ContactData"}),
+            ({"Details": "x"}, {"streaming": "failed", "reason": "the event has no Details.ContactData"}),
+            (
+                {"Details": {"ContactData": ["x"]}},
+                {"streaming": "failed", "reason": "the event has no Details.ContactData"},
+            ),
             (
                 {"Details": {"ContactData": {"Channel": "CHAT"}}},
                 {"streaming": "failed", "reason": "ContactId is missing or invalid"},
