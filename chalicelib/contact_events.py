@@ -15,7 +15,7 @@ from typing import Any
 
 INSTANCE_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:connect:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):instance/(?P<id>[A-Za-z0-9-]{1,100})"
-    r"(/.*)?$"
+    r"(/.*)?\Z"
 )
 # Segments created by a transfer or a disconnect flow stream on the session's existing stream.
 FOLLOW_ON_METHODS = frozenset({"TRANSFER", "QUEUE_TRANSFER", "DISCONNECT"})
@@ -31,7 +31,6 @@ class SkipReason(StrEnum):
     FOLLOW_ON_SEGMENT = "FollowOnSegment"
     INSTANCE_NOT_ALLOWED = "InstanceNotAllowed"
     MALFORMED = "Malformed"
-    ALREADY_STREAMING = "AlreadyStreaming"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ MIN_CHAT_MINUTES: Final = 60
 MAX_CHAT_MINUTES: Final = 10_080
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 
-ATTRIBUTE_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+ATTRIBUTE_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+\Z")
 CAPABILITY_PARTICIPANTS: Final = {"customer": "Customer", "agent": "Agent"}
 CAPABILITIES: Final = {"video": "Video", "screen_share": "ScreenShare"}
 REFERENCE_TYPES: Final = ("URL", "NUMBER", "STRING", "DATE", "EMAIL")
@@ -59,9 +59,9 @@ CHAT_FIELDS: Final = frozenset(
     }
 )
 
-_NUMBER: Final = re.compile(r"^-?\d+(\.\d+)?$")
-_EPOCH: Final = re.compile(r"^\d{1,16}$")
-_EMAIL: Final = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_NUMBER: Final = re.compile(r"^-?\d+(\.\d+)?\Z")
+_EPOCH: Final = re.compile(r"^\d{1,16}\Z")
+_EMAIL: Final = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+\Z")
 
 
 @dataclass(frozen=True)

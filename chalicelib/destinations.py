@@ -74,9 +74,9 @@ SecretKind = Literal["ssm", "secretsmanager", "literal"]
 # Records one problem with a field of the destination being parsed: (field, problem).
 _Fault = Callable[[str, str], None]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SSM_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,2048}$")
-_SECRETSMANAGER_ID = re.compile(r"^[A-Za-z0-9/_+=.@:\-]{1,2048}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_SSM_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,2048}\Z")
+_SECRETSMANAGER_ID = re.compile(r"^[A-Za-z0-9/_+=.@:\-]{1,2048}\Z")
 _TOP_FIELDS = frozenset({"version", "destinations", "allow_literal_secrets"})
 _DESTINATION_FIELDS = frozenset(
     {
@@ -186,9 +186,9 @@ class Destination:
         if kind == CALL_STARTED or (self.participant_roles is None and self._view is None):
             return True
         role = (data.get("participant") or {}).get("role")
-        if role is None:
-            return True
-        if self.participant_roles is not None and role not in self.participant_roles:
+        # An event without a sender (chat.ended) passes the role filter, but never the visibility rule: an item
+        # Connect marks AGENT-only stays away from customer-facing destinations whoever sent it.
+        if role is not None and self.participant_roles is not None and role not in self.participant_roles:
             return False
         if self._view is None:
             return True

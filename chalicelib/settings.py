@@ -20,10 +20,10 @@ from chalicelib.errors import SettingsError
 SNS_TOPIC_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:sns:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):(?P<name>[\w-]{1,256}(\.fifo)?)$"
 )
-INSTANCE_ID = re.compile(r"^[A-Za-z0-9-]{1,100}$")
-FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9-]{1,100}\Z")
+FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 # A browser's Origin: scheme, host and optional port; never a path, a wildcard or "null".
-CORS_ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?$")
+CORS_ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?\Z")
 DEFAULT_DETAIL_TYPE = "Amazon Connect Contact Event"
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "config"
 
@@ -45,12 +45,6 @@ class Settings:
     contact_flows: Mapping[str, str] = field(default_factory=dict)
     default_flow: str | None = None
     cors_allowed_origins: tuple[str, ...] = ()
-
-    @property
-    def topic_region(self) -> str:
-        """The region of the streaming topic (Connect requires it to match the instance's)."""
-        match = SNS_TOPIC_ARN.match(self.streaming_topic_arn)
-        return match.group("region") if match else ""
 
 
 class _Reader:

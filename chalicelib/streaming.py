@@ -7,6 +7,7 @@ a manual start are the same call to Connect, which answers them all with the sam
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from chalicelib.adapters.connect import ConnectGateway
     from chalicelib.adapters.streams_table import StreamRecord, StreamsTable
 
+# Connect's contact ids are UUIDs; anything else (a "#", a newline) is refused before it reaches a table key.
+CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 # A fixed namespace: tokens must be the same in every container and every release.
 _TOKEN_NAMESPACE = uuid.UUID("5b0f3c1e-6d2a-4e0b-9a43-2c8f7d1e9b55")
 
@@ -112,8 +115,8 @@ def start_request_problems(
     problems: list[FieldProblem] = []
     if not 1 <= len(instance_id) <= 100 or not INSTANCE_ID.match(instance_id):
         problems.append(FieldProblem("instance_id", "must be 1 to 100 letters, digits or hyphens"))
-    if not 1 <= len(contact_id) <= 256:
-        problems.append(FieldProblem("contact_id", "must be 1 to 256 characters"))
+    if not CONTACT_ID.fullmatch(contact_id):
+        problems.append(FieldProblem("contact_id", "must be 1 to 256 letters, digits, hyphens or underscores"))
     match = SNS_TOPIC_ARN.match(topic_arn)
     if len(topic_arn) > 350 or match is None:
         problems.append(FieldProblem("topic_arn", "must be an SNS topic ARN of at most 350 characters"))

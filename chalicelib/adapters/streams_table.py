@@ -43,7 +43,8 @@ class StreamsTable:
             TableName=self._table, Key={"initial_contact_id": {"S": initial_contact_id}}, ConsistentRead=True
         )
         item = answer.get("Item")
-        if not item or int(item["expires_at"]["N"]) < time.time():
+        # The table also holds the contact routes' client-token records, which are not streams.
+        if not item or "streaming_id" not in item or int(item["expires_at"]["N"]) < time.time():
             return None
         return StreamRecord(
             initial_contact_id=item["initial_contact_id"]["S"],

@@ -30,7 +30,12 @@ def route_auth() -> dict[str, Any]:
         return {"api_key_required": True}
     if mode == "cognito":
         pool_arn = deploy_time("COGNITO_USER_POOL_ARN", "")
+        if not pool_arn.startswith("arn:"):
+            # A deployment-shaping value: failing here stops `chalice deploy` before an API nobody can call exists.
+            raise SettingsError("API_AUTH=cognito needs COGNITO_USER_POOL_ARN (the user pool's ARN)")
         return {"authorizer": CognitoUserPoolAuthorizer("RelayUsers", provider_arns=[pool_arn])}
+    if mode != "iam":
+        raise SettingsError(f"API_AUTH={mode!r} is invalid (expected iam, api_key or cognito)")
     return {"authorizer": IAMAuthorizer()}
 
 
@@ -80,7 +85,7 @@ def json_body(raw: str | bytes | None, *, required: bool) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise RequestValidationError([FieldProblem("body", f"not valid JSON ({exc.__class__.__name__})")]) from exc
     if not isinstance(body, dict):
         raise RequestValidationError([FieldProblem("body", "must be a JSON object")])

@@ -9,7 +9,7 @@ from chalicelib.errors import FieldProblem, RelayError, RequestValidationError
 from chalicelib.handlers.http import error_response, json_body, json_response, route_auth
 from chalicelib.observability import contact_keys, count, count_streaming_start, logger
 from chalicelib.settings import get_settings
-from chalicelib.streaming import start_request_problems
+from chalicelib.streaming import CONTACT_ID, start_request_problems
 
 streaming_api = Blueprint(__name__)
 _FIELDS = frozenset({"instance_id", "client_token"})
@@ -21,7 +21,7 @@ def start_streaming(contact_id: str) -> Response:
     with contact_keys(initial_contact_id=contact_id, contact_id=contact_id):
         try:
             return _start(contact_id)
-        except (RelayError, ValueError) as exc:
+        except RelayError as exc:
             return error_response(exc)
 
 
@@ -73,8 +73,10 @@ def stop_streaming(contact_id: str) -> Response:
     """Stop a chat's stream with the StreamingId the relay kept."""
     with contact_keys(initial_contact_id=contact_id, contact_id=contact_id):
         try:
-            if not 1 <= len(contact_id) <= 256:
-                raise RequestValidationError([FieldProblem("contact_id", "must be 1 to 256 characters")])
+            if not CONTACT_ID.fullmatch(contact_id):
+                raise RequestValidationError(
+                    [FieldProblem("contact_id", "must be 1 to 256 letters, digits, hyphens or underscores")]
+                )
             stopped = streaming_starter().stop(contact_id)
         except RelayError as exc:
             return error_response(exc)

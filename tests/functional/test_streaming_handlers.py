@@ -295,3 +295,46 @@ class TestRoutes:
         connect_stub.add_client_error("stop_contact_streaming", service_error_code="ResourceNotFoundException")
         assert client.http.delete(f"/contacts/{FIRST}/streaming").status_code == 404
         assert kept_stream(FIRST) is None
+
+
+class TestUntrustedRouteInput:
+    @pytest.mark.parametrize("contact_id", ["client-token%23webrtc%23abc", "a%0A", "x" * 257])
+    def test_contact_ids_that_are_not_ids_are_refused(
+        self, client: Any, connect_stub: Stubber, contact_id: str
+    ) -> None:
+        for method in (client.http.put, client.http.delete):
+            response = method(f"/contacts/{contact_id}/streaming")
+            assert response.status_code == 400
+            assert response.json_body["fields"][0]["field"] == "contact_id"
+
+    def test_a_deeply_nested_body_is_a_400_not_a_crash(self, client: Any, connect_stub: Stubber) -> None:
+        response = client.http.put(
+            f"/contacts/{FIRST}/streaming", body="[" * 200_000, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400
+        assert response.json_body["fields"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("auth", "pool", "message"),
+    [("cognito", "", "COGNITO_USER_POOL_ARN"), ("basic", "", "API_AUTH='basic' is invalid")],
+)
+def test_route_authorisation_settings_fail_the_deployment_clearly(
+    monkeypatch: pytest.MonkeyPatch, auth: str, pool: str, message: str
+) -> None:
+    from chalicelib.handlers.http import route_auth
+
+    monkeypatch.setenv("API_AUTH", auth)
+    monkeypatch.setenv("COGNITO_USER_POOL_ARN", pool)
+    with pytest.raises(SettingsError, match=message):
+        route_auth()
+
+
+def test_route_authorisation_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.handlers.http import route_auth
+
+    monkeypatch.setenv("API_AUTH", "api_key")
+    assert route_auth() == {"api_key_required": True}
+    monkeypatch.setenv("API_AUTH", "cognito")
+    monkeypatch.setenv("COGNITO_USER_POOL_ARN", "arn:aws:cognito-idp:us-east-1:111122223333:userpool/us-east-1_x")
+    assert type(route_auth()["authorizer"]).__name__ == "CognitoUserPoolAuthorizer"

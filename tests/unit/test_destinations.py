@@ -202,8 +202,16 @@ def test_missing_visibility_counts_as_all():
 
 @pytest.mark.parametrize("audience", ["customer", "agent"])
 def test_events_without_sender_pass_audience_filters(audience):
-    """Given an audience, when chat.ended (no participant role) arrives, then it is delivered."""
-    assert destination(audience=audience).accepts(chat_event("chat.ended", role=None, visibility="AGENT"))
+    """Given an audience, when chat.ended (no participant role, visible to all) arrives, then it is delivered."""
+    assert destination(audience=audience).accepts(chat_event("chat.ended", role=None, visibility="ALL"))
+
+
+@pytest.mark.parametrize(("visibility", "customer", "agent"), [("AGENT", False, True), ("CUSTOMER", True, False)])
+def test_events_without_sender_still_obey_visibility(visibility, customer, agent):
+    """Given an item with no sender that Connect shows to one side only, then only that side's destinations get it."""
+    event = chat_event("chat.event", role=None, visibility=visibility)
+    assert destination(audience="customer").accepts(event) is customer
+    assert destination(audience="agent").accepts(event) is agent
 
 
 def test_call_started_passes_audience_and_role_filters_but_not_type_or_instance_filters():
