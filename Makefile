@@ -41,7 +41,9 @@ bench: $(STAMP)
 
 package: $(STAMP)
 	rm -rf build/package
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $${STAGE:-dev} build/package
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $${STAGE:-dev} \
+		--merge-template infra/on-failure.json build/package
+	$(BIN)/cfn-lint build/package/sam.json
 	@echo "CloudFormation template and deployment.zip written to build/package"
 
 clean:

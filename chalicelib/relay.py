@@ -4,6 +4,7 @@ of every delivery that failed."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from chalicelib.adapters.secrets import SecretUnavailableError
@@ -33,8 +34,11 @@ class Relay:
         self._fanout = fanout
         self._quarantine = quarantine
 
-    def publish(self, event: RelayEvent) -> list[DeliveryResult]:
-        """Deliver ``event``; failed deliveries are kept in the quarantine's ``undelivered/`` for replay."""
+    def publish(self, event: RelayEvent, *, max_timeout_seconds: float | None = None) -> list[DeliveryResult]:
+        """Deliver ``event``; failed deliveries are kept in the quarantine's ``undelivered/`` for replay.
+
+        ``max_timeout_seconds`` shortens the destinations' own timeouts when a caller is waiting.
+        """
         targets: list[tuple[WebhookTarget, Sequence[str]]] = []
         unresolved: list[DeliveryResult] = []
         for destination in self._config().destinations:
@@ -47,7 +51,10 @@ class Relay:
                 count("DeliveryFailed")
                 unresolved.append(_unsigned(event, destination.name, str(exc)))
                 continue
-            targets.append((destination, secrets))
+            target = destination
+            if max_timeout_seconds is not None and destination.timeout_seconds > max_timeout_seconds:
+                target = replace(destination, timeout_seconds=max_timeout_seconds)
+            targets.append((target, secrets))
         results = self._fanout.deliver(event, targets) + unresolved
         for result in results:
             if not result.ok:

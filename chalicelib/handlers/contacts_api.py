@@ -40,6 +40,7 @@ _CHAT_ANSWER_KEYS: Final = (
     "ConnectionCredentials",
     "Websocket",
 )
+ROUTE_DELIVERY_TIMEOUT_SECONDS = 5.0
 
 
 @contacts_api.route(WEBRTC_PATH, methods=["POST"], **route_auth())
@@ -152,8 +153,12 @@ def _announce(event: RelayEvent) -> None:
 
 
 def _publish(event: RelayEvent) -> None:
-    """Hand an event to the fan-out (tests replace this seam with a recorder)."""
-    dependencies.relay().publish(event)
+    """Hand an event to the fan-out (tests replace this seam with a recorder).
+
+    The caller waits for it, and API Gateway gives up after 29 s: each destination gets at most a few seconds
+    here, and what it does not take in time is kept for replay like any failed delivery.
+    """
+    dependencies.relay().publish(event, max_timeout_seconds=ROUTE_DELIVERY_TIMEOUT_SECONDS)
 
 
 def _now() -> str:

@@ -207,8 +207,9 @@ class TestWebRTCContact:
         seen: list[RelayEvent] = []
 
         class Recorder:
-            def publish(self, event: RelayEvent) -> list[Any]:
+            def publish(self, event: RelayEvent, *, max_timeout_seconds: float | None = None) -> list[Any]:
                 seen.append(event)
+                assert max_timeout_seconds is not None  # the caller is waiting: destinations get a short timeout
                 return []
 
         # Cached like the real getter, so dependencies.reset() can clear it

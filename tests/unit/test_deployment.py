@@ -1,0 +1,75 @@
+"""The deployment's configuration: a least-privilege policy file for every function of every stage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from app import app
+from tests.conftest import PROJECT
+
+CONFIG = json.loads((PROJECT / ".chalice" / "config.json").read_text())
+STAGES = sorted(CONFIG["stages"])
+ROUTE_VIEWS = {entry.view_name for methods in app.routes.values() for entry in methods.values()}
+FUNCTIONS = ["api_handler", *sorted(name for name in app.handler_map if name not in ROUTE_VIEWS)]
+
+
+def policy(stage: str, function: str) -> dict[str, Any]:
+    name = CONFIG["stages"][stage]["lambda_functions"][function]["iam_policy_file"]
+    return json.loads((PROJECT / ".chalice" / name).read_text())  # type: ignore[no-any-return]
+
+
+def actions(document: dict[str, Any]) -> set[str]:
+    return {action for statement in document["Statement"] for action in statement["Action"]}
+
+
+def test_automatic_policies_are_off() -> None:
+    assert CONFIG["autogen_policy"] is False
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_has_its_own_narrow_policy(stage: str, function: str) -> None:
+    document = policy(stage, function)
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert all(action != "*" and not action.endswith(":*") for action in statement["Action"])
+        assert all(
+            resource != "*" and (stage in resource or "instance/" in resource) for resource in statement["Resource"]
+        )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None:
+    logs = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert actions(policy(stage, "start_streaming_from_flow")) == logs | {
+        "connect:StartContactStreaming",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+    }
+    assert actions(policy(stage, "on_contact_event")) == logs | {
+        "connect:StartContactStreaming",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "sqs:SendMessage",
+    }
+    assert actions(policy(stage, "on_chat_message")) == logs | {
+        "s3:PutObject",
+        "ssm:GetParameter",
+        "secretsmanager:GetSecretValue",
+        "sqs:SendMessage",
+    }
+    assert actions(policy(stage, "api_handler")) == logs | {
+        "connect:StartContactStreaming",
+        "connect:StopContactStreaming",
+        "connect:StartChatContact",
+        "connect:StartWebRTCContact",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "s3:PutObject",
+        "ssm:GetParameter",
+        "secretsmanager:GetSecretValue",
+    }

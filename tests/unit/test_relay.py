@@ -1,0 +1,112 @@
+"""Publishing: which destinations get an event, with which secrets, and what is kept when delivery fails.
+
+In-memory fakes stand in for the fan-out, the secrets and the quarantine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from chalicelib.adapters.secrets import SecretUnavailableError
+from chalicelib.delivery import DeliveryResult
+from chalicelib.destinations import Destination, RelayConfig, SecretRef
+from chalicelib.events import RelayEvent
+from chalicelib.relay import Relay
+
+
+class FakeFanout:
+    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+        self.failing = failing
+        self.calls: list[list[tuple[Any, Sequence[str]]]] = []
+
+    def deliver(self, event: RelayEvent, targets: Sequence[tuple[Any, Sequence[str]]]) -> list[DeliveryResult]:
+        self.calls.append(list(targets))
+        return [result(event, target.name, ok=target.name not in self.failing) for target, _ in targets]
+
+
+class FakeSecrets:
+    def resolve(self, ref: SecretRef) -> str:
+        if ref.name == "missing":
+            raise SecretUnavailableError(ref, "is unavailable (ParameterNotFound)")
+        return f"whsec_{ref.name}"
+
+
+class FakeQuarantine:
+    def __init__(self) -> None:
+        self.kept: list[tuple[str, str]] = []
+
+    def keep_undelivered(self, event: RelayEvent, delivery: DeliveryResult) -> str:
+        self.kept.append((delivery.destination, event.webhook_id))
+        return f"undelivered/{delivery.destination}"
+
+
+def result(event: RelayEvent, name: str, *, ok: bool) -> DeliveryResult:
+    return DeliveryResult(
+        destination=name,
+        webhook_id=event.webhook_id,
+        event_type=event.type,
+        ok=ok,
+        status=204 if ok else 503,
+        error=None if ok else "HTTP 503",
+        latency_ms=1.0,
+        retryable=not ok,
+        retry_after_seconds=None,
+        disable_endpoint=False,
+    )
+
+
+def hook(name: str, *, secret: str = "key", **filters: Any) -> Destination:
+    return Destination(
+        name=name, url=f"https://{name}.example.com/hook", secrets=(SecretRef("ssm", secret),), **filters
+    )
+
+
+EVENT = RelayEvent(
+    type="chat.message",
+    timestamp="2026-11-22T10:00:00.000Z",
+    data={"participant": {"role": "CUSTOMER"}, "visibility": "ALL", "instance_id": "i-1"},
+    webhook_id="msg_1",
+)
+
+
+def relay(*destinations: Destination, fanout: FakeFanout | None = None) -> tuple[Relay, FakeFanout, FakeQuarantine]:
+    fake_fanout, quarantine = fanout or FakeFanout(), FakeQuarantine()
+    config = RelayConfig(destinations=destinations, version=1)
+    return Relay(lambda: config, FakeSecrets(), fake_fanout, quarantine), fake_fanout, quarantine  # type: ignore[arg-type]
+
+
+def test_only_destinations_whose_filters_accept_the_event_get_it() -> None:
+    publisher, fanout, _ = relay(hook("all"), hook("ended-only", event_types=frozenset({"chat.ended"})))
+    publisher.publish(EVENT)
+    assert [target.name for target, _ in fanout.calls[0]] == ["all"]
+
+
+def test_each_destination_gets_its_own_resolved_secrets() -> None:
+    publisher, fanout, _ = relay(hook("a", secret="one"), hook("b", secret="two"))
+    publisher.publish(EVENT)
+    assert [secrets for _, secrets in fanout.calls[0]] == [["whsec_one"], ["whsec_two"]]
+
+
+def test_failed_deliveries_are_kept_for_replay_and_successes_are_not() -> None:
+    publisher, _, quarantine = relay(hook("up"), hook("down"), fanout=FakeFanout(failing=frozenset({"down"})))
+    results = publisher.publish(EVENT)
+    assert [(r.destination, r.ok) for r in results] == [("up", True), ("down", False)]
+    assert quarantine.kept == [("down", "msg_1")]
+
+
+def test_an_unavailable_secret_fails_its_destination_only_and_is_kept() -> None:
+    publisher, fanout, quarantine = relay(hook("ok"), hook("broken", secret="missing"))
+    results = publisher.publish(EVENT)
+    assert [target.name for target, _ in fanout.calls[0]] == ["ok"]
+    broken = next(r for r in results if r.destination == "broken")
+    assert not broken.ok
+    assert broken.retryable
+    assert "ParameterNotFound" in (broken.error or "")
+    assert quarantine.kept == [("broken", "msg_1")]
+
+
+def test_a_waiting_caller_shortens_long_timeouts_only() -> None:
+    publisher, fanout, _ = relay(hook("slow", timeout_seconds=30), hook("quick", timeout_seconds=2))
+    publisher.publish(EVENT, max_timeout_seconds=5)
+    assert [target.timeout_seconds for target, _ in fanout.calls[0]] == [5, 2]
