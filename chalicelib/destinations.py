@@ -16,7 +16,7 @@ carries no YAML parser for one small file. Example::
           "instances": ["11111111-2222-3333-4444-555555555555"],
           "include_typing": false,
           "timeout_seconds": 10,
-          "secrets": ["ssm:/relay/prod/crm-secret"]
+          "secrets": ["ssm:/connect-chat-relay/prod/crm-secret"]
         }
       ]
     }

@@ -215,28 +215,32 @@ class WebhookSender:
     def _post_first_reachable(
         self, endpoint: _Endpoint, addresses: list[str], body: bytes, headers: dict[str, str], timeout_seconds: float
     ) -> WebhookOutcome:
-        timeout = _timeout(timeout_seconds)
+        # One deadline for the whole delivery: a second address or a second connection gets only what is left.
         give_up_at = time.monotonic() + timeout_seconds
         *others, last = addresses
         for address in others:
             try:
-                return self._post_reconnecting(self._pool(endpoint, address), endpoint.target, body, headers, timeout)
+                return self._post_reconnecting(
+                    self._pool(endpoint, address), endpoint.target, body, headers, give_up_at
+                )
             except NewConnectionError:
-                # Refused or unreachable at once (an IPv6 address without IPv6 egress): the next address may answer,
-                # within the destination's timeout.
+                # Refused or unreachable at once (an IPv6 address without IPv6 egress): the next address may answer.
                 if time.monotonic() >= give_up_at:
                     raise
-        return self._post_reconnecting(self._pool(endpoint, last), endpoint.target, body, headers, timeout)
+        return self._post_reconnecting(self._pool(endpoint, last), endpoint.target, body, headers, give_up_at)
 
     @classmethod
     def _post_reconnecting(
-        cls, pool: HTTPConnectionPool, target: str, body: bytes, headers: dict[str, str], timeout: Timeout
+        cls, pool: HTTPConnectionPool, target: str, body: bytes, headers: dict[str, str], give_up_at: float
     ) -> WebhookOutcome:
         try:
-            return cls._post(pool, target, body, headers, timeout)
+            return cls._post(pool, target, body, headers, _timeout(give_up_at - time.monotonic()))
         except ProtocolError:
             # A kept-alive connection the receiver (or a NAT) had already dropped: once more, on a fresh one.
-            return cls._post(pool, target, body, headers, timeout)
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                raise
+            return cls._post(pool, target, body, headers, _timeout(remaining))
 
     @staticmethod
     def _post(
