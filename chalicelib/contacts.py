@@ -74,39 +74,19 @@ class ContactStart:
 
 def webrtc_start(body: Mapping[str, Any], idempotency_key: str | None, settings: Settings) -> ContactStart:
     """The StartWebRTCContact request for a client's body; raises RequestValidationError listing every problem."""
-    instance_id, flows = _contact_settings(settings)
-    problems = _unknown_fields(body, WEBRTC_FIELDS)
-    check = _Checker(problems)
-    request: dict[str, Any] = {"InstanceId": instance_id}
-    flow = _flow(body, settings, flows, check)
-
-    display_name = check.text("display_name", body.get("display_name"), low=1, high=MAX_DISPLAY_NAME, required=True)
-    if display_name is not None:
-        request["ParticipantDetails"] = {"DisplayName": display_name}
-    _optional(request, "Attributes", _attributes(body.get("attributes"), check))
+    draft = _Draft.begin(body, WEBRTC_FIELDS, settings)
+    check, request = draft.check, draft.request
     _optional(request, "AllowedCapabilities", _capabilities(body.get("allowed_capabilities"), check))
     _optional(request, "References", _references(body.get("references"), check))
     _optional(request, "Description", check.text("description", body.get("description"), low=0, high=MAX_DESCRIPTION))
     _optional(request, "RelatedContactId", _contact_id("related_contact_id", body.get("related_contact_id"), check))
-    _optional(request, "ClientToken", _idempotency_key(idempotency_key, check))
-    if problems:
-        raise RequestValidationError(problems)
-    request["ContactFlowId"] = flows[flow]
-    return ContactStart(flow=flow, request=request)
+    return draft.finish(idempotency_key)
 
 
 def chat_start(body: Mapping[str, Any], idempotency_key: str | None, settings: Settings) -> ContactStart:
     """The StartChatContact request for a client's body, streaming to the relay's topic from its first item."""
-    instance_id, flows = _contact_settings(settings)
-    problems = _unknown_fields(body, CHAT_FIELDS)
-    check = _Checker(problems)
-    request: dict[str, Any] = {"InstanceId": instance_id}
-    flow = _flow(body, settings, flows, check)
-
-    display_name = check.text("display_name", body.get("display_name"), low=1, high=MAX_DISPLAY_NAME, required=True)
-    if display_name is not None:
-        request["ParticipantDetails"] = {"DisplayName": display_name}
-    _optional(request, "Attributes", _attributes(body.get("attributes"), check))
+    draft = _Draft.begin(body, CHAT_FIELDS, settings)
+    check, request = draft.check, draft.request
     supported = _supported_content_types(body.get("supported_content_types"), check)
     _optional(request, "SupportedMessagingContentTypes", supported)
     _optional(request, "InitialMessage", _initial_message(body.get("initial_message"), supported, check))
@@ -117,12 +97,37 @@ def chat_start(body: Mapping[str, Any], idempotency_key: str | None, settings: S
     if related is not None and persistent is not None:
         check.problem("related_contact_id", "cannot be combined with persistent_chat (Connect takes one or the other)")
     _optional(request, "RelatedContactId", related)
-    _optional(request, "ClientToken", _idempotency_key(idempotency_key, check))
-    if problems:
-        raise RequestValidationError(problems)
-    request["ContactFlowId"] = flows[flow]
     request["ChatStreamingConfiguration"] = {"StreamingEndpointArn": settings.streaming_topic_arn}
-    return ContactStart(flow=flow, request=request)
+    return draft.finish(idempotency_key)
+
+
+@dataclass
+class _Draft:
+    """What both starts share: the instance, the flow, the participant's name and attributes, the client token."""
+
+    check: _Checker
+    request: dict[str, Any]
+    flow: str
+    flows: Mapping[str, str]
+
+    @classmethod
+    def begin(cls, body: Mapping[str, Any], known: frozenset[str], settings: Settings) -> _Draft:
+        instance_id, flows = _contact_settings(settings)
+        check = _Checker(_unknown_fields(body, known))
+        request: dict[str, Any] = {"InstanceId": instance_id}
+        flow = _flow(body, settings, flows, check)
+        name = check.text("display_name", body.get("display_name"), low=1, high=MAX_DISPLAY_NAME, required=True)
+        if name is not None:
+            request["ParticipantDetails"] = {"DisplayName": name}
+        _optional(request, "Attributes", _attributes(body.get("attributes"), check))
+        return cls(check, request, flow, flows)
+
+    def finish(self, idempotency_key: str | None) -> ContactStart:
+        _optional(self.request, "ClientToken", _idempotency_key(idempotency_key, self.check))
+        if self.check.problems:
+            raise RequestValidationError(self.check.problems)
+        self.request["ContactFlowId"] = self.flows[self.flow]
+        return ContactStart(flow=self.flow, request=self.request)
 
 
 def call_started_event(start: ContactStart, answer: Mapping[str, Any], *, timestamp: str) -> RelayEvent:

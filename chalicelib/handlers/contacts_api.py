@@ -6,6 +6,7 @@ origin only): ``Access-Control-Allow-Origin`` echoes a listed ``Origin`` and eve
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -17,7 +18,7 @@ from chalicelib.errors import ConnectUnavailableError, RelayError, SettingsError
 from chalicelib.events import RelayEvent
 from chalicelib.handlers.http import error_response, json_body, json_response, route_auth
 from chalicelib.observability import contact_keys, count, logger
-from chalicelib.settings import get_settings
+from chalicelib.settings import Settings, get_settings
 
 contacts_api = Blueprint(__name__)
 
@@ -69,14 +70,22 @@ def preflight_chat_contact() -> Response:
     return _preflight(contacts_api.current_request)
 
 
+def _call_connect(
+    request: Request,
+    build: Callable[[Mapping[str, Any], str | None, Settings], ContactStart],
+    call: Callable[[dict[str, Any]], dict[str, Any]],
+) -> tuple[ContactStart, dict[str, Any], str]:
+    """Validate the request, start the contact; every failure is a RelayError the route maps to an answer."""
+    start = build(json_body(request.raw_body, required=True), request.headers.get(IDEMPOTENCY_HEADER), get_settings())
+    answer = call(start.request)
+    return start, answer, _contact_id(answer)
+
+
 def _start_webrtc(request: Request) -> Response:
     try:
-        settings = get_settings()
-        start = webrtc_start(
-            json_body(request.raw_body, required=True), request.headers.get(IDEMPOTENCY_HEADER), settings
+        start, answer, contact_id = _call_connect(
+            request, webrtc_start, lambda r: dependencies.connect_gateway().start_webrtc(r)
         )
-        answer = dependencies.connect_gateway().start_webrtc(start.request)
-        contact_id = _contact_id(answer)
     except RelayError as exc:
         return error_response(exc)
     with contact_keys(initial_contact_id=contact_id, contact_id=contact_id):
@@ -91,12 +100,9 @@ def _start_webrtc(request: Request) -> Response:
 
 def _start_chat(request: Request) -> Response:
     try:
-        settings = get_settings()
-        start = chat_start(
-            json_body(request.raw_body, required=True), request.headers.get(IDEMPOTENCY_HEADER), settings
+        start, answer, contact_id = _call_connect(
+            request, chat_start, lambda r: dependencies.connect_gateway().start_chat(r)
         )
-        answer = dependencies.connect_gateway().start_chat(start.request)
-        contact_id = _contact_id(answer)
     except RelayError as exc:
         return error_response(exc)
     with contact_keys(initial_contact_id=contact_id, contact_id=contact_id):
