@@ -1,5 +1,9 @@
 """Fan one event out to its webhook destinations, concurrently, and say what each delivery came to.
 
+Concurrency comes from ``WebhookSender.send_all``: requests on kept-alive connections are written from the calling
+thread and their answers read as they arrive, so fast receivers cost no thread handoffs; the thread pool only
+takes what may block (lookups, new connections, TLS handshakes, replacing dropped connections).
+
 Every destination receives the same body bytes with the same ``webhook-id`` and ``webhook-timestamp``; only the
 signature differs, because each destination has its own secrets. One destination failing, slowly or with an
 exception, never affects another. Metrics are recorded on the calling thread: Powertools Metrics is not
@@ -18,6 +22,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
 from chalicelib import __version__
+from chalicelib.adapters.webhooks import WebhookPost
 from chalicelib.observability import count, logger, milliseconds
 from chalicelib.signing import sign
 
@@ -64,7 +69,7 @@ class DeliveryResult:
 
 
 class Fanout:
-    """Delivers events to webhook destinations with one bounded thread pool, created once and reused."""
+    """Delivers events to webhook destinations; its bounded thread pool is created once and reused."""
 
     def __init__(self, sender: WebhookSender, max_workers: int = 16) -> None:
         self._sender = sender
@@ -87,34 +92,39 @@ class Fanout:
             "webhook-timestamp": str(sent_at),
         }
 
-        def deliver_one(target: WebhookTarget, secrets: Sequence[str]) -> tuple[DeliveryResult, Exception | None]:
-            started = time.perf_counter()
+        started = time.perf_counter()
+        posts: list[WebhookPost | Exception] = []
+        for target, secrets in targets:
             try:
-                signed = {**headers, "webhook-signature": sign(event.webhook_id, timestamp, signed_text, secrets)}
-                outcome = self._sender.send(
+                signature = sign(event.webhook_id, timestamp, signed_text, secrets)
+            except Exception as exc:
+                posts.append(exc)
+                continue
+            posts.append(
+                WebhookPost(
                     target.url,
                     body,
-                    signed,
+                    {**headers, "webhook-signature": signature},
                     timeout_seconds=target.timeout_seconds,
                     allow_http=target.allow_http,
                     allow_private_network=target.allow_private_network,
                 )
-            except Exception as exc:
-                # A bug or a bad secret, not the receiver's doing: retried later, with the traceback logged now.
-                latency_ms = (time.perf_counter() - started) * 1000
-                error = f"internal error: {type(exc).__name__}"
-                return _failure(event, target, latency_ms, error, retryable=True), exc
-            return _result(event, target, outcome, (time.perf_counter() - started) * 1000), None
-
-        (first_target, first_secrets), *rest = targets
-        # The calling thread delivers the first target itself instead of idling while the pool works.
-        futures = [self._executor.submit(deliver_one, target, secrets) for target, secrets in rest]
-        attempts = [deliver_one(first_target, first_secrets)]
-        attempts.extend(future.result() for future in futures)
+            )
+        signed_at = time.perf_counter()
+        reports = iter(self._sender.send_all([p for p in posts if isinstance(p, WebhookPost)], self._executor))
 
         results = []
-        for result, exc in attempts:
-            _record(result, exc)
+        for (target, _), post in zip(targets, posts, strict=True):
+            outcome, finished = next(reports) if isinstance(post, WebhookPost) else (post, signed_at)
+            latency_ms = (finished - started) * 1000
+            if isinstance(outcome, Exception):
+                # A bug or a bad secret, not the receiver's doing: retried later, with the traceback logged now.
+                error = f"internal error: {type(outcome).__name__}"
+                result = _failure(event, target, latency_ms, error, retryable=True)
+                _record(result, outcome)
+            else:
+                result = _result(event, target, outcome, latency_ms)
+                _record(result, None)
             results.append(result)
         # One data point per outcome and invocation: each metric call costs microseconds on the hot path.
         succeeded = sum(result.ok for result in results)

@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -19,7 +20,7 @@ import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from chalicelib import __version__
-from chalicelib.adapters.webhooks import WebhookOutcome, WebhookSender
+from chalicelib.adapters.webhooks import WebhookOutcome, WebhookPost, WebhookSender
 from chalicelib.delivery import DeliveryResult, Fanout
 from chalicelib.events import RelayEvent
 from chalicelib.observability import flush
@@ -111,6 +112,21 @@ class FakeResolver:
 def deliver_one(fanout: Fanout, target: Target, secrets: list[str] | None = None) -> DeliveryResult:
     [result] = fanout.deliver(chat_event(), [(target, secrets or [SECRET])])
     return result
+
+
+def keep_connections_to(fanout: Fanout, *fleet: Receiver) -> None:
+    """Leave a kept-alive connection to each receiver, as earlier deliveries do (requests to ``/warm``).
+
+    A first delivery opens its connection on the thread pool; later ones write on the kept-alive connection from
+    the calling thread and wait for the answers together, so tests run both ways.
+    """
+    targets = [(Target(f"warm{i}", receiver.url("/warm")), [SECRET]) for i, receiver in enumerate(fleet)]
+    assert all(result.ok for result in fanout.deliver(chat_event(), targets))
+
+
+@pytest.fixture(params=[False, True], ids=["new-connection", "kept-alive"])
+def kept_alive(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
 
 
 # --- what a consumer receives ---------------------------------------------------------------------------------
@@ -274,30 +290,81 @@ def test_connection_refused_is_a_retryable_failure(fanout: Fanout) -> None:
     assert result.error == "connection failed: Connection refused"
 
 
-def test_the_timeout_is_honoured(fanout: Fanout, receiver: Receiver) -> None:
-    """Given a receiver slower than the destination's 0.3 s timeout, then delivery gives up after about 0.3 s."""
+@pytest.mark.parametrize("others", [0, 1])
+def test_the_timeout_is_honoured(
+    fanout: Fanout, receivers: Callable[..., Receiver], kept_alive: bool, others: int
+) -> None:
+    """Given a receiver slower than the destination's 0.3 s timeout, then delivery gives up after about 0.3 s.
+
+    With another, fast destination in the same fan-out, then that one succeeds all the same.
+    """
+    receiver, *fast = [receivers() for _ in range(1 + others)]
+    if kept_alive:
+        keep_connections_to(fanout, receiver, *fast)
     receiver.answer("/hook", Answer(delay=3.0))
+    targets = [(Target("crm", receiver.url(), timeout_seconds=0.3), [SECRET])]
+    targets += [(Target(f"fast{i}", other.url()), [SECRET]) for i, other in enumerate(fast)]
     started = time.monotonic()
 
-    result = deliver_one(fanout, Target("crm", receiver.url(), timeout_seconds=0.3))
+    result, *fast_results = fanout.deliver(chat_event(), targets)
 
     elapsed = time.monotonic() - started
     assert (result.ok, result.status, result.retryable) == (False, None, True)
     assert result.error == "timed out waiting for the answer"
     assert 0.25 <= elapsed < 2.0
     assert 250 <= result.latency_ms < 2000
+    assert all(other.ok for other in fast_results)
 
 
-def test_a_dropped_keep_alive_connection_is_retried_once_on_a_fresh_one(fanout: Fanout, receiver: Receiver) -> None:
+def test_a_connection_that_timed_out_is_not_reused(fanout: Fanout, receiver: Receiver) -> None:
+    """Given a kept-alive connection whose answer came too late, then the next delivery opens a new connection.
+
+    Reading the late answer as the next delivery's would misreport it.
+    """
+    keep_connections_to(fanout, receiver)
+    receiver.answer("/slow", Answer(status=500, delay=0.5))
+
+    late = deliver_one(fanout, Target("crm", receiver.url("/slow"), timeout_seconds=0.2))
+    after = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert late.error == "timed out waiting for the answer"
+    assert (after.ok, after.status) == (True, 204)
+    give_up_at = time.monotonic() + 5
+    while len(receiver.requests) < 3 and time.monotonic() < give_up_at:
+        time.sleep(0.05)  # the receiver records the slow request once it has answered it
+    ports = {request.path: request.client_port for request in receiver.requests}
+    assert ports["/warm"] == ports["/slow"] != ports["/hook"]
+
+
+def test_a_dropped_keep_alive_connection_is_retried_once_on_a_fresh_one(
+    fanout: Fanout, receiver: Receiver, kept_alive: bool
+) -> None:
     """Given a receiver that closes the connection instead of answering once, then the POST is resent once."""
+    if kept_alive:
+        keep_connections_to(fanout, receiver)
     receiver.answer("/hook", Answer(drop_first=1))
 
     result = deliver_one(fanout, Target("crm", receiver.url()))
 
     assert result.ok
-    first, second = receiver.requests
+    first, second = [request for request in receiver.requests if request.path == "/hook"]
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     assert first.client_port != second.client_port
+    if kept_alive:
+        assert receiver.requests[0].client_port == first.client_port
+
+
+def test_a_connection_dropped_twice_is_not_retried_again(fanout: Fanout, receiver: Receiver, kept_alive: bool) -> None:
+    """Given a receiver that hangs up on the POST and on its resend, then the delivery fails, to be retried later."""
+    if kept_alive:
+        keep_connections_to(fanout, receiver)
+    receiver.answer("/hook", Answer(drop_first=2))
+
+    result = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert (result.ok, result.status, result.retryable) == (False, None, True)
+    assert result.error == "connection dropped: RemoteDisconnected"
+    assert len([request for request in receiver.requests if request.path == "/hook"]) == 2
 
 
 def test_an_address_that_refuses_falls_back_to_the_next(receiver: Receiver) -> None:
@@ -320,33 +387,49 @@ def test_an_address_that_refuses_falls_back_to_the_next(receiver: Receiver) -> N
     assert receiver.requests[0].headers["host"] == f"two.relay.test:{receiver.port}"
 
 
-def test_a_delivery_that_raises_fails_alone(receivers: Callable[..., Receiver]) -> None:
-    """Given one delivery that raises inside the relay, then it becomes a failed result and the others succeed."""
-
-    class ExplodingSender(WebhookSender):
-        def send(self, url: str, *args: Any, **kwargs: Any) -> WebhookOutcome:
-            if url.endswith("/explode"):
-                raise RuntimeError("boom")
-            return super().send(url, *args, **kwargs)
-
+def test_a_delivery_that_raises_fails_alone(
+    fanout: Fanout, receivers: Callable[..., Receiver], kept_alive: bool
+) -> None:
+    """Given one delivery that raises inside the relay (a secret that is not base64), then it becomes a failed
+    result and the others succeed."""
     first, last = receivers(), receivers()
-    sender = ExplodingSender()
-    fanout = Fanout(sender)
-    try:
-        results = fanout.deliver(
-            chat_event(),
-            [
-                (Target("first", first.url()), [SECRET]),
-                (Target("broken", first.url("/explode")), [SECRET]),
-                (Target("last", last.url()), [SECRET]),
-            ],
-        )
-    finally:
-        fanout.close()
-        sender.close()
+    if kept_alive:
+        keep_connections_to(fanout, first, last)
+
+    results = fanout.deliver(
+        chat_event(),
+        [
+            (Target("first", first.url()), [SECRET]),
+            (Target("broken", first.url("/broken")), ["whsec_not base64!"]),
+            (Target("last", last.url()), [SECRET]),
+        ],
+    )
 
     assert [(r.destination, r.ok) for r in results] == [("first", True), ("broken", False), ("last", True)]
-    assert (results[1].error, results[1].retryable) == ("internal error: RuntimeError", True)
+    assert (results[1].error, results[1].retryable) == ("internal error: Error", True)  # binascii.Error
+    assert "/broken" not in [request.path for request in first.requests]
+
+
+def test_a_post_that_raises_inside_the_sender_fails_alone(
+    fanout: Fanout, sender: WebhookSender, receivers: Callable[..., Receiver], kept_alive: bool
+) -> None:
+    """Given posts to send together, one with a header http.client refuses to write, then only that one fails,
+    with the exception, and the others are answered."""
+    fleet = [receivers() for _ in range(3)]
+    if kept_alive:
+        keep_connections_to(fanout, *fleet)
+    headers = {"content-type": "application/json"}
+    posts = [WebhookPost(r.url(), b"{}", headers, 5, allow_http=True, allow_private_network=True) for r in fleet]
+    posts[1] = WebhookPost(fleet[1].url(), b"{}", {"x-bad": "a\nb"}, 5, allow_http=True, allow_private_network=True)
+
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        sent = sender.send_all(posts, executor)
+
+    outcomes = [outcome for outcome, _ in sent]
+    assert outcomes[0] == outcomes[2] == WebhookOutcome(status=204)
+    assert isinstance(outcomes[1], ValueError)
+    assert [len([r for r in receiver.requests if r.path == "/hook"]) for receiver in fleet] == [1, 0, 1]
+    assert deliver_one(fanout, Target("again", fleet[1].url())).ok  # and its destination still takes deliveries
 
 
 # --- concurrency and connection reuse -----------------------------------------------------------------------------
@@ -354,10 +437,12 @@ def test_a_delivery_that_raises_fails_alone(receivers: Callable[..., Receiver]) 
 
 @pytest.mark.parametrize("slow_position", [0, 5])
 def test_a_slow_destination_does_not_hold_up_the_others(
-    fanout: Fanout, receivers: Callable[..., Receiver], slow_position: int
+    fanout: Fanout, receivers: Callable[..., Receiver], slow_position: int, kept_alive: bool
 ) -> None:
     """Given one receiver taking 1 s and five fast ones, then the fast ones are answered while the slow one waits."""
     fleet = [receivers() for _ in range(6)]
+    if kept_alive:
+        keep_connections_to(fanout, *fleet)
     slow = fleet[slow_position]
     slow.answer("/hook", Answer(delay=1.0))
     targets = [(Target(f"d{i}", r.url()), [SECRET]) for i, r in enumerate(fleet)]
@@ -368,12 +453,16 @@ def test_a_slow_destination_does_not_hold_up_the_others(
     elapsed = time.monotonic() - started
     assert [r.destination for r in results] == [f"d{i}" for i in range(6)]
     assert all(r.ok for r in results)
-    [slow_request] = slow.requests
+    assert results[slow_position].latency_ms >= 1000
+    assert all(r.latency_ms < 1000 for r in results if r is not results[slow_position])
+    [slow_request] = [request for request in slow.requests if request.path == "/hook"]
     for fast in fleet:
         if fast is not slow:
-            [request] = fast.requests
+            [request] = [request for request in fast.requests if request.path == "/hook"]
             assert request.answered_at < slow_request.answered_at
     assert elapsed < 1.0 + 1.5  # one slow delivery, not the sum of all six
+    if kept_alive:
+        assert all(len({request.client_port for request in r.requests}) == 1 for r in fleet)
 
 
 def test_deliveries_to_one_receiver_reuse_one_connection(fanout: Fanout, receiver: Receiver) -> None:
@@ -385,14 +474,18 @@ def test_deliveries_to_one_receiver_reuse_one_connection(fanout: Fanout, receive
     assert len({request.client_port for request in receiver.requests}) == 1
 
 
-def test_a_receiver_answering_too_much_does_not_get_its_connection_kept(fanout: Fanout, receiver: Receiver) -> None:
+def test_a_receiver_answering_too_much_does_not_get_its_connection_kept(
+    fanout: Fanout, receiver: Receiver, kept_alive: bool
+) -> None:
     """Given an answer body over 64 KiB, then the relay stops reading and the next delivery opens a new connection."""
+    if kept_alive:
+        keep_connections_to(fanout, receiver)
     receiver.answer("/big", Answer(status=200, body=b"x" * 200_000))
 
     assert deliver_one(fanout, Target("crm", receiver.url("/big"))).ok
     assert deliver_one(fanout, Target("crm", receiver.url())).ok
 
-    big, small = receiver.requests
+    *_, big, small = receiver.requests
     assert big.client_port != small.client_port
 
 
@@ -456,6 +549,25 @@ def test_https_connects_to_the_checked_address_and_verifies_the_name(
     assert {request.headers["host"] for request in receiver.requests} == {f"{TLS_HOST}:{receiver.port}"}
     assert len({request.client_port for request in receiver.requests}) == 1
     Receiver.verify(receiver.requests[0], SECRET)
+
+
+def test_https_fans_out_over_kept_alive_connections(receivers: Callable[..., Receiver], tls_files: TlsFiles) -> None:
+    """Given two https destinations with kept-alive connections, then both are answered over those connections."""
+    fleet = [receivers(tls_files), receivers(tls_files)]
+    sender = WebhookSender(resolver=FakeResolver({TLS_HOST: ["127.0.0.1"]}), ca_certs=str(tls_files.ca_cert))
+    fanout = Fanout(sender)
+    targets = [
+        (Target(f"d{i}", r.url(host=TLS_HOST, scheme="https"), allow_http=False), [SECRET]) for i, r in enumerate(fleet)
+    ]
+    try:
+        results = [result for _ in range(3) for result in fanout.deliver(chat_event(), targets)]
+    finally:
+        fanout.close()
+        sender.close()
+
+    assert all(result.ok for result in results)
+    assert [len(r.requests) for r in fleet] == [3, 3]
+    assert all(len({request.client_port for request in r.requests}) == 1 for r in fleet)
 
 
 def test_https_refuses_a_certificate_for_another_name(receivers: Callable[..., Receiver], tls_files: TlsFiles) -> None:
