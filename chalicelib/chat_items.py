@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NoReturn
 
+from chalicelib.contact_events import MAX_CONTACT_ID
 from chalicelib.errors import RelayError
 
 MAX_ITEM_ID_LENGTH: Final = 256
-MAX_CONTACT_ID_LENGTH: Final = 256
 MAX_CONTENT_LENGTH: Final = 16_384
 MAX_MESSAGE_BYTES: Final = 256 * 1024
 VISIBILITIES: Final = frozenset({"AGENT", "CUSTOMER", "ALL"})
@@ -106,7 +106,7 @@ def parse_sns_record(sns: Mapping[str, Any]) -> ChatItem:
         absolute_time=absolute_time,
         initial_contact_id=initial_contact_id,
         contact_id=contact_id,
-        related_contact_id=_limited(_body_text(body, "RelatedContactId"), "RelatedContactId", MAX_CONTACT_ID_LENGTH),
+        related_contact_id=_limited(_body_text(body, "RelatedContactId"), "RelatedContactId", MAX_CONTACT_ID),
         instance_id=_attribute(attributes, "InstanceId"),
         account_id=_attribute(attributes, "AccountId"),
         participant_id=_body_text(body, "ParticipantId"),
@@ -216,10 +216,8 @@ def _limited(value: str | None, key: str, max_length: int) -> str | None:
 
 def _contact_ids(body: Mapping[str, Any], attributes: Mapping[str, Any]) -> tuple[str, str]:
     """(InitialContactId, ContactId): at least one is needed, and stands in for the other."""
-    initial_contact_id = _limited(
-        _text(body, attributes, "InitialContactId"), "InitialContactId", MAX_CONTACT_ID_LENGTH
-    )
-    contact_id = _limited(_text(body, attributes, "ContactId"), "ContactId", MAX_CONTACT_ID_LENGTH)
+    initial_contact_id = _limited(_text(body, attributes, "InitialContactId"), "InitialContactId", MAX_CONTACT_ID)
+    contact_id = _limited(_text(body, attributes, "ContactId"), "ContactId", MAX_CONTACT_ID)
     if not initial_contact_id:
         if not contact_id:
             _invalid("InitialContactId and ContactId are missing")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from chalicelib.contact_events import MAX_CONTACT_ID
 from chalicelib.errors import FieldProblem, RequestValidationError, SettingsError
 from chalicelib.events import RelayEvent, webhook_id_for
 from chalicelib.settings import Settings
@@ -21,7 +22,6 @@ MAX_DISPLAY_NAME: Final = 256
 MAX_ATTRIBUTES_BYTES: Final = 32_768
 MAX_REFERENCES_BYTES: Final = 4_096
 MAX_DESCRIPTION: Final = 4_096
-MAX_CONTACT_ID: Final = 256
 MAX_IDEMPOTENCY_KEY: Final = 500
 MAX_INITIAL_MESSAGE: Final = 1_024
 MIN_CHAT_MINUTES: Final = 60

@@ -18,7 +18,7 @@ from pathlib import Path
 from chalicelib.errors import SettingsError
 
 SNS_TOPIC_ARN = re.compile(
-    r"^arn:aws[a-zA-Z-]*:sns:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):(?P<name>[\w-]{1,256}(\.fifo)?)$"
+    r"^arn:aws[a-zA-Z-]*:sns:(?P<region>[a-z]{2}(-[a-z]+)+-\d):(?P<account>\d{12}):(?P<name>[\w-]{1,256}(\.fifo)?)\Z"
 )
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9-]{1,100}\Z")
 FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")

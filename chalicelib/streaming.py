@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chalicelib.contact_events import MAX_CONTACT_ID
 from chalicelib.errors import ConnectContactNotFoundError, FieldProblem, StreamingNotFoundError
 from chalicelib.settings import INSTANCE_ID, SNS_TOPIC_ARN
 
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     from chalicelib.adapters.streams_table import StreamRecord, StreamsTable
 
 # Connect's contact ids are UUIDs; anything else (a "#", a newline) is refused before it reaches a table key.
-CONTACT_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
+CONTACT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_CONTACT_ID}}}")
+CONTACT_ID_PROBLEM = f"must be 1 to {MAX_CONTACT_ID} letters, digits, hyphens or underscores"
 # A fixed namespace: tokens must be the same in every container and every release.
 _TOKEN_NAMESPACE = uuid.UUID("5b0f3c1e-6d2a-4e0b-9a43-2c8f7d1e9b55")
 
@@ -116,7 +118,7 @@ def start_request_problems(
     if not 1 <= len(instance_id) <= 100 or not INSTANCE_ID.match(instance_id):
         problems.append(FieldProblem("instance_id", "must be 1 to 100 letters, digits or hyphens"))
     if not CONTACT_ID.fullmatch(contact_id):
-        problems.append(FieldProblem("contact_id", "must be 1 to 256 letters, digits, hyphens or underscores"))
+        problems.append(FieldProblem("contact_id", CONTACT_ID_PROBLEM))
     match = SNS_TOPIC_ARN.match(topic_arn)
     if len(topic_arn) > 350 or match is None:
         problems.append(FieldProblem("topic_arn", "must be an SNS topic ARN of at most 350 characters"))

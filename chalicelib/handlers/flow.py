@@ -6,14 +6,13 @@ from typing import Any
 
 from chalice.app import Blueprint
 
-from chalicelib.contact_events import instance_id_from_arn
+from chalicelib.contact_events import MAX_CONTACT_ID, instance_id_from_arn
 from chalicelib.dependencies import flow_streaming_starter
 from chalicelib.errors import ConnectError, SettingsError
 from chalicelib.observability import contact_keys, count, count_streaming_start, logger, observed
 from chalicelib.settings import get_settings
 
 flow = Blueprint(__name__)
-MAX_CONTACT_ID = 256
 
 
 def _failed(reason: str) -> dict[str, str]:

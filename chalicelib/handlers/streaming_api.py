@@ -9,7 +9,7 @@ from chalicelib.errors import FieldProblem, RelayError, RequestValidationError
 from chalicelib.handlers.http import error_response, json_body, json_response, route_auth
 from chalicelib.observability import contact_keys, count, count_streaming_start, logger
 from chalicelib.settings import get_settings
-from chalicelib.streaming import CONTACT_ID, start_request_problems
+from chalicelib.streaming import CONTACT_ID, CONTACT_ID_PROBLEM, start_request_problems
 
 streaming_api = Blueprint(__name__)
 _FIELDS = frozenset({"instance_id", "client_token"})
@@ -74,9 +74,7 @@ def stop_streaming(contact_id: str) -> Response:
     with contact_keys(initial_contact_id=contact_id, contact_id=contact_id):
         try:
             if not CONTACT_ID.fullmatch(contact_id):
-                raise RequestValidationError(
-                    [FieldProblem("contact_id", "must be 1 to 256 letters, digits, hyphens or underscores")]
-                )
+                raise RequestValidationError([FieldProblem("contact_id", CONTACT_ID_PROBLEM)])
             stopped = streaming_starter().stop(contact_id)
         except RelayError as exc:
             return error_response(exc)
