@@ -1,6 +1,6 @@
 """Where the relay keeps what it could not process, so nothing is lost: S3 objects under the stage's prefix.
 
-``invalid/``: stream items that could not be read (with the SNS record as it came and the reason).
+``invalid/<source>/``: stream items and contact events that could not be read, as they came, with the reason.
 ``undelivered/``: deliveries that failed, with the event's body, so they can be replayed.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,11 +31,12 @@ class Quarantine:
         self._bucket = bucket
         self._prefix = prefix.rstrip("/") + "/" if prefix else ""
 
-    def keep_invalid(self, *, sns_message_id: str, reason: str, record: Any) -> str:
-        """Keep a stream record the relay could not read; returns the object's key."""
+    def keep_invalid(self, *, source: str, record_id: str, reason: str, record: Any) -> str:
+        """Keep what the relay could not read (``source``: ``chat-stream``, ``contact-events``); returns its key."""
         day = time.strftime("%Y/%m/%d", time.gmtime())
-        key = f"{self._prefix}invalid/{day}/{_safe(sns_message_id)}.json"
-        body = {"reason": reason, "sns_message_id": sns_message_id, "kept_at": int(time.time()), "record": record}
+        # Without an id of its own, a record gets a fresh one: two such records never overwrite each other.
+        key = f"{self._prefix}invalid/{source}/{day}/{_safe(record_id or uuid.uuid4().hex)}.json"
+        body = {"reason": reason, "source": source, "id": record_id, "kept_at": int(time.time()), "record": record}
         self._put(key, json.dumps(body, default=str).encode("utf-8"))
         return key
 

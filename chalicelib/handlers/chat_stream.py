@@ -47,7 +47,9 @@ def on_chat_message(event: SNSEvent) -> None:
     except ChatItemInvalidError as exc:
         sns_message_id = str(record.get("MessageId", "unknown"))
         # If this write fails the invocation fails too, and Lambda's retries and on-failure destination keep it.
-        key = quarantine().keep_invalid(sns_message_id=sns_message_id, reason=exc.reason, record=record)
+        key = quarantine().keep_invalid(
+            source="chat-stream", record_id=sns_message_id, reason=exc.reason, record=record
+        )
         logger.warning(
             "invalid chat item quarantined", extra={"sns_message_id": sns_message_id, "reason": exc.reason, "key": key}
         )

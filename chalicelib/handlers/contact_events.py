@@ -6,8 +6,8 @@ from typing import Any
 
 from chalice.app import Blueprint, CloudWatchEvent
 
-from chalicelib.contact_events import decide
-from chalicelib.dependencies import streaming_starter
+from chalicelib.contact_events import SkipReason, decide
+from chalicelib.dependencies import quarantine, streaming_starter
 from chalicelib.errors import (
     ConnectContactNotFoundError,
     ConnectError,
@@ -18,6 +18,18 @@ from chalicelib.observability import contact_keys, count, count_streaming_start,
 from chalicelib.settings import DEFAULT_DETAIL_TYPE, deploy_time, get_settings
 
 contact_events = Blueprint(__name__)
+
+
+class ContactEventEnvelope(CloudWatchEvent):
+    """Chalice's CloudWatchEvent without its KeyError on an envelope that lacks a field: such an event must reach
+    the handler, to be kept as malformed, not crash the invocation."""
+
+    def _extract_attributes(self, event_dict: dict[str, Any]) -> None:
+        get = event_dict.get
+        self.version, self.account, self.region = get("version", ""), get("account", ""), get("region", "")
+        self.detail, self.detail_type, self.source = get("detail", {}), get("detail-type", ""), get("source", "")
+        self.time, self.event_id, self.resources = get("time", ""), str(get("id", "")), get("resources", [])
+
 
 _CHAT = [{"equals-ignore-case": "CHAT"}]
 # AWS documents both camelCase and PascalCase details; one rule matches either.
@@ -52,6 +64,11 @@ def on_contact_event(event: CloudWatchEvent) -> None:
                 "contact event skipped", extra={"reason": reason, "detail": decision.detail, "event_id": event.event_id}
             )
             count("StreamingSkipped", reason=str(reason))
+            if reason == SkipReason.MALFORMED:
+                # Lambda would not retry it, and nothing is dropped silently: keep it, as it came, with the reason.
+                quarantine().keep_invalid(
+                    source="contact-events", record_id=event.event_id, reason=decision.detail, record=raw
+                )
             return
         try:
             outcome = streaming_starter().start(
@@ -77,3 +94,7 @@ def on_contact_event(event: CloudWatchEvent) -> None:
             extra={"streaming_id": outcome.streaming_id},
         )
         count_streaming_start(already_streaming=outcome.already_streaming)
+
+
+# The handler Lambda calls builds its event with this class; set here, so it holds when Lambda loads this module.
+on_contact_event.event_class = ContactEventEnvelope

@@ -13,7 +13,15 @@ from app import app
 from chalicelib import clients
 from chalicelib.errors import SettingsError
 from chalicelib.streaming import client_token_for
-from tests.conftest import INSTANCE_ID, PROJECT, STREAMS_TABLE, TOPIC_ARN, emitted_metrics, load_event
+from tests.conftest import (
+    INSTANCE_ID,
+    PROJECT,
+    QUARANTINE_BUCKET,
+    STREAMS_TABLE,
+    TOPIC_ARN,
+    emitted_metrics,
+    load_event,
+)
 
 FIRST = "a1b2c3d4-0000-4000-8000-000000000001"
 
@@ -106,6 +114,31 @@ class TestContactEvents:
         with pytest.raises(Exception, match=code):
             client.lambda_.invoke("on_contact_event", load_event("contact/chat-initiated.json"))
         assert emitted_metrics(relay_output()) == {f"StreamingStartFailed/{code}": 1}
+
+    @pytest.mark.parametrize(
+        "mutate",
+        [
+            lambda e: e["detail"].pop("contactId"),
+            lambda e: e["detail"].update(instanceArn="not-an-arn", contactId="c-1") or e.pop("resources"),
+            lambda e: e.update(detail=["not", "an", "object"]),
+        ],
+    )
+    def test_a_malformed_event_is_kept_with_its_reason_not_dropped(
+        self, client: Any, connect_stub: Stubber, relay_output: Any, mutate: Any
+    ) -> None:
+        event = load_event("contact/chat-initiated.json")
+        mutate(event)
+        assert client.lambda_.invoke("on_contact_event", event).payload is None
+        s3 = clients.s3()
+        listing = s3.list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix="quarantine/invalid/contact-events/")
+        (entry,) = listing["Contents"]
+        kept = json.loads(s3.get_object(Bucket=QUARANTINE_BUCKET, Key=entry["Key"])["Body"].read())
+        assert kept["record"] == event
+        assert kept["reason"]
+        assert event["id"] in entry["Key"]
+        output = relay_output()
+        assert emitted_metrics(output) == {"StreamingSkipped/Malformed": 1}
+        assert event["id"] in output
 
     def test_every_log_line_of_a_contact_carries_its_ids(
         self, client: Any, connect_stub: Stubber, relay_output: Any

@@ -53,6 +53,7 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "connect:StartContactStreaming",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "s3:PutObject",
         "sqs:SendMessage",
     }
     assert actions(policy(stage, "on_chat_message")) == logs | {
