@@ -17,6 +17,7 @@ from typing import Any, Final, NoReturn
 
 from chalicelib.contact_events import MAX_CONTACT_ID
 from chalicelib.errors import RelayError
+from chalicelib.strict_json import STRICT_JSON
 
 MAX_ITEM_ID_LENGTH: Final = 256
 MAX_CONTENT_LENGTH: Final = 16_384
@@ -29,14 +30,6 @@ _RFC3339: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 _NO_ATTRIBUTES: Final[Mapping[str, Any]] = {}
-
-
-def _reject_constant(name: str) -> NoReturn:
-    # NaN and Infinity are not JSON; letting them through would put invalid JSON in webhook bodies.
-    raise ValueError(name)
-
-
-_STRICT_JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 class ChatItemInvalidError(RelayError):
@@ -129,7 +122,7 @@ def _invalid(reason: str) -> NoReturn:
 def _load_body(message: str) -> dict[str, Any]:
     _check_message_size(message)
     try:
-        body = _STRICT_JSON.decode(message)
+        body = STRICT_JSON.decode(message)
     except (ValueError, RecursionError):
         _invalid("Message is not JSON")
     if not isinstance(body, dict):

@@ -12,18 +12,17 @@ thread-safe.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
 from chalicelib import __version__
 from chalicelib.adapters.webhooks import WebhookPost
 from chalicelib.observability import count, logger, milliseconds
+from chalicelib.retry_after import retry_after_seconds
 from chalicelib.signing import sign
 
 if TYPE_CHECKING:
@@ -34,7 +33,6 @@ USER_AGENT = f"connect-chat-relay/{__version__}"
 # Besides every 5xx: the receiver timed out reading (408), is not ready for early data (425), or is throttling (429).
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 # A receiver may slow its retries down, but not push them past the retry schedule's horizon.
-MAX_RETRY_AFTER_SECONDS = 24 * 60 * 60
 
 
 class WebhookTarget(Protocol):
@@ -182,24 +180,6 @@ def _status_error(status: int) -> str:
     if 300 <= status < 400:
         return f"HTTP {status}: redirect not followed"
     return f"HTTP {status}"
-
-
-def retry_after_seconds(value: str | None, *, now: float | None = None) -> int | None:
-    """A ``Retry-After`` header (seconds or an HTTP date) as whole seconds from ``now``; None if absent or invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        seconds = int(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = math.ceil(when.timestamp() - (time.time() if now is None else now))
-    return min(max(seconds, 0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _record(result: DeliveryResult, exc: Exception | None) -> None:

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.errors import RelayError
+from chalicelib.strict_json import STRICT_JSON
 
 if TYPE_CHECKING:
     from chalicelib.chat_items import ChatItem
@@ -80,13 +81,6 @@ MAX_CONTENT_JSON_DEPTH: Final = 64
 _EVENT_CONTENT_TYPE_PREFIX: Final = "application/vnd.amazonaws.connect.event."
 _CHAT_EVENT: Final = ("chat.event", None)
 
-
-def _reject_constant(name: str) -> NoReturn:
-    # NaN and Infinity are not JSON; a consumer's parser would reject the whole body.
-    raise ValueError(name)
-
-
-_STRICT_JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
 
 # Connect Type -> (event type, receipt type) when the Type alone decides.
 _BY_CONNECT_TYPE: Final[Mapping[str, tuple[str, str | None]]] = {
@@ -196,7 +190,7 @@ def _content_json(content: str | None) -> Any:
     if content is None:
         return None
     try:
-        parsed = _STRICT_JSON.decode(content)
+        parsed = STRICT_JSON.decode(content)
     except (ValueError, RecursionError):
         return None
     if content.count("{") + content.count("[") > MAX_CONTENT_JSON_DEPTH and _depth(parsed) > MAX_CONTENT_JSON_DEPTH:

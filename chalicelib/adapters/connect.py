@@ -6,8 +6,6 @@ nothing above it sees botocore.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,6 +19,7 @@ from chalicelib.errors import (
     ConnectThrottledError,
     ConnectUnavailableError,
 )
+from chalicelib.retry_after import retry_after_seconds
 
 if TYPE_CHECKING:
     from mypy_boto3_connect import ConnectClient
@@ -62,15 +61,7 @@ def connect_error(exc: ClientError | BotoCoreError) -> ConnectError:
 
 
 def _retry_after(headers: dict[str, Any]) -> int:
-    raw = str(headers.get("retry-after", "")).strip()
-    if raw.isdigit():
-        return max(1, int(raw))
-    if raw:
-        try:
-            return max(1, int((parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds()))
-        except (TypeError, ValueError):
-            pass
-    return DEFAULT_RETRY_AFTER
+    return max(1, retry_after_seconds(headers.get("retry-after")) or DEFAULT_RETRY_AFTER)
 
 
 class ConnectGateway:
