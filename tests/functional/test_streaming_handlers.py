@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from botocore.stub import ANY, Stubber
 from chalice.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app import app
 from chalicelib import clients
@@ -371,3 +373,31 @@ def test_route_authorisation_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_AUTH", "cognito")
     monkeypatch.setenv("COGNITO_USER_POOL_ARN", "arn:aws:cognito-idp:us-east-1:111122223333:userpool/us-east-1_x")
     assert type(route_auth()["authorizer"]).__name__ == "CognitoUserPoolAuthorizer"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=15), children, max_size=4),
+    max_leaves=15,
+)
+contact_data = st.fixed_dictionaries(
+    {},
+    optional={
+        "ContactId": json_values | st.just(FIRST),
+        "InitialContactId": json_values,
+        "Channel": json_values | st.sampled_from(["CHAT", "chat", "VOICE"]),
+        "InstanceARN": json_values | st.just(f"arn:aws:connect:us-east-1:111122223333:instance/{INSTANCE_ID}"),
+    },
+)
+flow_events = json_values | st.fixed_dictionaries(
+    {"Details": json_values | st.fixed_dictionaries({"ContactData": contact_data})}
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(event=flow_events)
+def test_the_flow_function_answers_any_event_with_strings(flow_connect_stub: Stubber, event: Any) -> None:
+    # Whatever the flow sends, the answer is a flat map of strings (Connect is stubbed with nothing: a start fails).
+    answer = app.handler_map["start_streaming_from_flow"](event, None)
+    assert answer["streaming"] in {"started", "skipped", "failed"}
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in answer.items())
