@@ -65,6 +65,24 @@ class DeliveryResult:
     retry_after_seconds: int | None
     disable_endpoint: bool
 
+    @classmethod
+    def unsent(
+        cls, event: RelayEvent, destination: str, error: str | None, *, retryable: bool, latency_ms: float = 0.0
+    ) -> DeliveryResult:
+        """A delivery that got no answer from the receiver (refused, unreachable, or never sent)."""
+        return cls(
+            destination=destination,
+            webhook_id=event.webhook_id,
+            event_type=event.type,
+            ok=False,
+            status=None,
+            error=error,
+            latency_ms=latency_ms,
+            retryable=retryable,
+            retry_after_seconds=None,
+            disable_endpoint=False,
+        )
+
 
 class Fanout:
     """Delivers events to webhook destinations; its bounded thread pool is created once and reused."""
@@ -118,7 +136,7 @@ class Fanout:
             if isinstance(outcome, Exception):
                 # A bug or a bad secret, not the receiver's doing: retried later, with the traceback logged now.
                 error = f"internal error: {type(outcome).__name__}"
-                result = _failure(event, target, latency_ms, error, retryable=True)
+                result = DeliveryResult.unsent(event, target.name, error, retryable=True, latency_ms=latency_ms)
                 _record(result, outcome)
             else:
                 result = _result(event, target, outcome, latency_ms)
@@ -140,7 +158,9 @@ class Fanout:
 def _result(event: RelayEvent, target: WebhookTarget, outcome: WebhookOutcome, latency_ms: float) -> DeliveryResult:
     status = outcome.status
     if status is None:
-        return _failure(event, target, latency_ms, outcome.error, retryable=not outcome.refused)
+        return DeliveryResult.unsent(
+            event, target.name, outcome.error, retryable=not outcome.refused, latency_ms=latency_ms
+        )
     ok = 200 <= status < 300
     retryable = not ok and (status >= 500 or status in RETRYABLE_CLIENT_STATUSES)
     return DeliveryResult(
@@ -154,23 +174,6 @@ def _result(event: RelayEvent, target: WebhookTarget, outcome: WebhookOutcome, l
         retryable=retryable,
         retry_after_seconds=retry_after_seconds(outcome.retry_after) if retryable else None,
         disable_endpoint=status == 410,
-    )
-
-
-def _failure(
-    event: RelayEvent, target: WebhookTarget, latency_ms: float, error: str | None, *, retryable: bool
-) -> DeliveryResult:
-    return DeliveryResult(
-        destination=target.name,
-        webhook_id=event.webhook_id,
-        event_type=event.type,
-        ok=False,
-        status=None,
-        error=error,
-        latency_ms=latency_ms,
-        retryable=retryable,
-        retry_after_seconds=None,
-        disable_endpoint=False,
     )
 
 

@@ -49,7 +49,7 @@ class Relay:
             except SecretUnavailableError as exc:
                 logger.error("webhook secret unavailable", extra={"destination": destination.name, "reason": str(exc)})
                 count("DeliveryFailed")
-                unresolved.append(_unsigned(event, destination.name, str(exc)))
+                unresolved.append(DeliveryResult.unsent(event, destination.name, f"not sent: {exc}", retryable=True))
                 continue
             target = destination
             if max_timeout_seconds is not None and destination.timeout_seconds > max_timeout_seconds:
@@ -61,18 +61,3 @@ class Relay:
                 key = self._quarantine.keep_undelivered(event, result)
                 logger.info("undelivered event kept", extra={"destination": result.destination, "key": key})
         return results
-
-
-def _unsigned(event: RelayEvent, destination: str, reason: str) -> DeliveryResult:
-    return DeliveryResult(
-        destination=destination,
-        webhook_id=event.webhook_id,
-        event_type=event.type,
-        ok=False,
-        status=None,
-        error=f"not sent: {reason}",
-        latency_ms=0.0,
-        retryable=True,
-        retry_after_seconds=None,
-        disable_endpoint=False,
-    )
