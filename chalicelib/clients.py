@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
+from chalicelib.budget import refuse_attempt_past_deadline
+
 if TYPE_CHECKING:
     from mypy_boto3_connect import ConnectClient
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -26,7 +28,8 @@ _CONNECT_CONFIG = Config(
     read_timeout=5,
     user_agent_extra="connect-chat-relay",
 )
-# The contact flow waits at most 8 s for its Lambda: two quick attempts per call, never the full backoff.
+# The contact flow waits at most 8 s for its Lambda: two quick attempts per call, never the full backoff, and no
+# attempt once the invocation's budget is spent (chalicelib.budget).
 _CONNECT_FOR_FLOW_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 2},
     connect_timeout=1,
@@ -50,7 +53,9 @@ def connect() -> ConnectClient:
 @cache
 def connect_for_flow() -> ConnectClient:
     """An Amazon Connect client with a budget that fits a contact flow's synchronous call."""
-    return boto3.client("connect", config=_CONNECT_FOR_FLOW_CONFIG)
+    client = boto3.client("connect", config=_CONNECT_FOR_FLOW_CONFIG)
+    client.meta.events.register_first("before-send", refuse_attempt_past_deadline)
+    return client
 
 
 @cache
@@ -62,7 +67,9 @@ def dynamodb() -> DynamoDBClient:
 @cache
 def dynamodb_for_flow() -> DynamoDBClient:
     """A DynamoDB client with the contact flow's time budget."""
-    return boto3.client("dynamodb", config=_CONNECT_FOR_FLOW_CONFIG)
+    client = boto3.client("dynamodb", config=_CONNECT_FOR_FLOW_CONFIG)
+    client.meta.events.register_first("before-send", refuse_attempt_past_deadline)
+    return client
 
 
 @cache

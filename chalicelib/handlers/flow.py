@@ -1,4 +1,10 @@
-"""The contact flow's "Invoke AWS Lambda function" block: start streaming before the flow's first message."""
+"""The contact flow's "Invoke AWS Lambda function" block: start streaming before the flow's first message.
+
+The block waits at most 8 seconds. The function answers within that, or within Lambda's remaining time if it is
+shorter, less a margin: the DynamoDB and Connect calls get only what is left of that budget, and when it runs
+out the answer is ``{"streaming": "failed", "reason": "timeout"}``. A stream Connect started after the answer
+keeps no record here; the EventBridge path starts it again with the same ClientToken and records it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from typing import Any
 
 from chalice.app import Blueprint
 
+from chalicelib.budget import Budget, BudgetExhaustedError, run_within
 from chalicelib.contact_events import MAX_CONTACT_ID, instance_id_from_arn
 from chalicelib.dependencies import flow_streaming_starter
 from chalicelib.errors import ConnectError, SettingsError
@@ -13,6 +20,11 @@ from chalicelib.observability import contact_keys, count, count_streaming_start,
 from chalicelib.settings import get_settings
 
 flow = Blueprint(__name__)
+
+# The contact flow block's longest timeout, and what is kept back to answer (log, metrics, the JSON reply).
+FLOW_LIMIT_SECONDS = 8.0
+ANSWER_MARGIN_SECONDS = 0.5
+TIMEOUT_REASON = "timeout"
 
 
 def _failed(reason: str) -> dict[str, str]:
@@ -22,7 +34,9 @@ def _failed(reason: str) -> dict[str, str]:
 @flow.lambda_function(name="start_streaming_from_flow")
 @observed
 def start_streaming_from_flow(event: dict[str, Any], context: Any) -> dict[str, str]:
-    """Answer the flow with a flat map of strings; never raise into it (the flow would take its error branch)."""
+    """Answer the flow with a flat map of strings, in time; never raise into it (the flow would take its error
+    branch)."""
+    budget = Budget.of_invocation(context, limit_seconds=FLOW_LIMIT_SECONDS, margin_seconds=ANSWER_MARGIN_SECONDS)
     details = event.get("Details") if isinstance(event, dict) else None
     contact = details.get("ContactData") if isinstance(details, dict) else None
     if not isinstance(contact, dict):
@@ -32,10 +46,10 @@ def start_streaming_from_flow(event: dict[str, Any], context: Any) -> dict[str, 
     contact_id = contact.get("ContactId")
     initial = contact.get("InitialContactId") or contact_id
     with contact_keys(initial_contact_id=initial if isinstance(initial, str) else None, contact_id=str(contact_id)):
-        return _start(contact, initial)
+        return _start(contact, initial, budget)
 
 
-def _start(contact: dict[str, Any], initial: object) -> dict[str, str]:
+def _start(contact: dict[str, Any], initial: object, budget: Budget) -> dict[str, str]:
     if not isinstance(initial, str) or not 0 < len(initial) <= MAX_CONTACT_ID:
         count("StreamingStartFailed", reason="Malformed")
         return _failed("ContactId is missing or invalid")
@@ -51,7 +65,14 @@ def _start(contact: dict[str, Any], initial: object) -> dict[str, str]:
         if parsed[0] not in get_settings().allowed_instance_ids:
             count("StreamingSkipped", reason="InstanceNotAllowed")
             return {"streaming": "skipped", "reason": "instance not allowed"}
-        outcome = flow_streaming_starter().start(instance_id=parsed[0], initial_contact_id=initial, started_by="flow")
+        starter = flow_streaming_starter()
+        outcome = run_within(
+            budget, lambda: starter.start(instance_id=parsed[0], initial_contact_id=initial, started_by="flow")
+        )
+    except BudgetExhaustedError:
+        logger.warning("flow streaming start ran out of time", extra={"seconds_over": round(-budget.remaining(), 3)})
+        count("StreamingStartFailed", reason="Timeout")
+        return _failed(TIMEOUT_REASON)
     except ConnectError as exc:
         logger.warning("flow streaming start failed", extra={"code": exc.code, "reason": exc.reason})
         count("StreamingStartFailed", reason=exc.code)
