@@ -64,7 +64,8 @@ def quarantine() -> Quarantine:
 
 def destinations() -> RelayConfig:
     """The destinations file of the stage (re-read only when it changes)."""
-    return relay_config(get_settings().relay_config_file)
+    settings = get_settings()
+    return relay_config(settings.relay_config_file, development_switches=settings.development_switches)
 
 
 @cache

@@ -34,9 +34,15 @@ Per destination, only ``name``, ``url`` and ``secrets`` are required:
 - ``timeout_seconds``: more than 0, at most 30; default 10.
 - ``secrets``: 1 to 3 Standard Webhooks secrets (more than one during a rotation window, and every one signs),
   as references ``ssm:/parameter/name`` or ``secretsmanager:name-or-arn``. A literal ``whsec_<base64>`` is refused
-  unless the destination or the file sets ``"allow_literal_secrets": true`` (local runs only).
+  unless the destination or the file sets ``"allow_literal_secrets": true`` (local runs only). A reference whose
+  name looks like a pasted secret (``whsec_...``, or base64 of a key's length mixing upper case, lower case and
+  digits, as random keys do and names seldom do) is refused without being echoed: it would be sent to AWS as a
+  name, then shown in every "secret unavailable" log line and quarantined failure.
 - ``allow_http``: permit an ``http://`` url (local receivers); ``allow_private_network``: permit private and
-  loopback addresses (the SSRF filter refuses them otherwise).
+  loopback addresses (the SSRF filter refuses them otherwise; metadata, link-local and the Lambda runtime API
+  stay refused).
+- ``allow_http``, ``allow_private_network`` and ``allow_literal_secrets`` are development switches: a production
+  stage refuses them unless its settings say otherwise (:attr:`chalicelib.settings.Settings.development_switches`).
 
 Every problem in a file is reported at once, each naming the destination and the field; no message ever
 contains a secret value.
@@ -57,7 +63,7 @@ from urllib.parse import urlsplit
 from chalicelib.errors import RelayError
 from chalicelib.events import EVENT_TYPES, RelayEvent
 from chalicelib.observability import logger
-from chalicelib.settings import INSTANCE_ID
+from chalicelib.settings import DEVELOPMENT_SWITCHES_OVERRIDE, INSTANCE_ID
 
 CONFIG_VERSION = 1
 MAX_TIMEOUT_SECONDS = 30.0
@@ -94,6 +100,11 @@ _DESTINATION_FIELDS = frozenset(
         "allow_literal_secrets",
     }
 )
+DEVELOPMENT_SWITCHES = ("allow_http", "allow_private_network", "allow_literal_secrets")
+_SWITCH_REFUSED = (
+    f"is a development switch, refused in a production stage unless {DEVELOPMENT_SWITCHES_OVERRIDE}=true is set"
+)
+_SECRET_SERVICES = {"ssm": "SSM Parameter Store (SecureString)", "secretsmanager": "Secrets Manager"}
 _REFERENCE_FORMS = (
     '"ssm:<parameter name>", "secretsmanager:<name or ARN>" or, with allow_literal_secrets, "whsec_<base64>"'
 )
@@ -111,6 +122,16 @@ class RelayConfigError(RelayError):
         super().__init__(f"invalid relay config {source}: " + "; ".join(problems))
         self.source = source
         self.problems = problems
+
+
+def looks_like_literal_secret(name: str) -> bool:
+    """True when a reference's name is more likely a pasted secret than a name: ``whsec_...``, or base64 of 24 to
+    64 bytes that mixes upper case, lower case and digits (random keys do; parameter and secret names seldom do)."""
+    bare = name.lstrip("/")
+    if bare.lower().startswith(WHSEC_PREFIX):
+        return True
+    mixed = any(c.isupper() for c in bare) and any(c.islower() for c in bare) and any(c.isdigit() for c in bare)
+    return mixed and (is_webhook_secret(name) or is_webhook_secret(bare))
 
 
 def is_webhook_secret(value: str) -> bool:
@@ -204,8 +225,12 @@ class RelayConfig:
     version: int = CONFIG_VERSION
 
 
-def load_relay_config(path: Path) -> RelayConfig:
-    """Read and validate a relay config file; :class:`RelayConfigError` lists every problem."""
+def load_relay_config(path: Path, *, development_switches: bool = True) -> RelayConfig:
+    """Read and validate a relay config file; :class:`RelayConfigError` lists every problem.
+
+    ``development_switches`` false (a production stage) refuses ``allow_http``, ``allow_private_network`` and
+    ``allow_literal_secrets``.
+    """
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -217,23 +242,24 @@ def load_relay_config(path: Path) -> RelayConfig:
         raise RelayConfigError(source, [f"is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"]) from None
     except _DuplicateKeyError as exc:
         raise RelayConfigError(source, [f"repeats the key {exc.key!r} in one object"]) from None
-    config = parse_relay_config(raw, source=source)
+    config = parse_relay_config(raw, source=source, development_switches=development_switches)
     logger.info("relay config loaded", extra={"source": source, "destinations": len(config.destinations)})
     return config
 
 
-_cache: dict[Path, tuple[tuple[int, int], RelayConfig]] = {}
+_cache: dict[tuple[Path, bool], tuple[tuple[int, int], RelayConfig]] = {}
 
 
-def relay_config(path: Path) -> RelayConfig:
+def relay_config(path: Path, *, development_switches: bool = True) -> RelayConfig:
     """The config at ``path``, read on first use and again only when the file's mtime (or size) changes."""
     stat = path.stat()
     stamp = (stat.st_mtime_ns, stat.st_size)
-    cached = _cache.get(path)
+    key = (path, development_switches)
+    cached = _cache.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    config = load_relay_config(path)
-    _cache[path] = (stamp, config)
+    config = load_relay_config(path, development_switches=development_switches)
+    _cache[key] = (stamp, config)
     return config
 
 
@@ -253,8 +279,11 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def parse_relay_config(raw: object, *, source: str) -> RelayConfig:
-    """Validate a decoded config document (pure); :class:`RelayConfigError` lists every problem."""
+def parse_relay_config(raw: object, *, source: str, development_switches: bool = True) -> RelayConfig:
+    """Validate a decoded config document (pure); :class:`RelayConfigError` lists every problem.
+
+    ``development_switches`` false refuses ``allow_http``, ``allow_private_network`` and ``allow_literal_secrets``.
+    """
     problems: list[str] = []
     if not isinstance(raw, Mapping):
         raise RelayConfigError(source, ["the document must be a JSON object"])
@@ -264,6 +293,8 @@ def parse_relay_config(raw: object, *, source: str) -> RelayConfig:
     if version != CONFIG_VERSION or isinstance(version, bool):
         problems.append(f"version: must be {CONFIG_VERSION}")
     allow_literal = _flag(raw, "allow_literal_secrets", "allow_literal_secrets", problems)
+    if allow_literal and not development_switches:
+        problems.append(f"allow_literal_secrets: {_SWITCH_REFUSED}")
     entries = raw.get("destinations")
     destinations: list[Destination] = []
     if not isinstance(entries, list):
@@ -271,7 +302,9 @@ def parse_relay_config(raw: object, *, source: str) -> RelayConfig:
     else:
         seen: dict[str, int] = {}
         for index, entry in enumerate(entries):
-            destination = _parse_destination(entry, index, seen, allow_literal, problems)
+            destination = _parse_destination(
+                entry, index, seen, allow_literal, problems, development_switches=development_switches
+            )
             if destination is not None:
                 destinations.append(destination)
     if problems:
@@ -280,7 +313,13 @@ def parse_relay_config(raw: object, *, source: str) -> RelayConfig:
 
 
 def _parse_destination(
-    entry: object, index: int, seen: dict[str, int], allow_literal: bool, problems: list[str]
+    entry: object,
+    index: int,
+    seen: dict[str, int],
+    allow_literal: bool,
+    problems: list[str],
+    *,
+    development_switches: bool,
 ) -> Destination | None:
     if not isinstance(entry, Mapping):
         problems.append(f"destinations[{index}]: must be an object")
@@ -332,6 +371,10 @@ def _parse_destination(
     allow_private = _flag(entry, "allow_private_network", f"{where}.allow_private_network", problems)
     literal_ok = allow_literal or _flag(entry, "allow_literal_secrets", f"{where}.allow_literal_secrets", problems)
     secrets = _secrets(entry.get("secrets"), literal_ok, fault)
+    if not development_switches:
+        for switch in DEVELOPMENT_SWITCHES:
+            if entry.get(switch) is True:
+                fault(switch, _SWITCH_REFUSED)
 
     if len(problems) > before or url is None:
         return None
@@ -439,7 +482,14 @@ def _secrets(value: object, literal_ok: bool, fault: _Fault) -> tuple[SecretRef,
         # No message here may quote ``item``: a misformatted entry is most likely a pasted secret.
         ref = _secret_ref(item)
         where = f"secrets[{position}]"
-        if ref is None:
+        kind, _, name = item.partition(":") if isinstance(item, str) else ("", "", "")
+        if kind in _SECRET_SERVICES and looks_like_literal_secret(name):
+            fault(
+                where,
+                f'looks like a secret value pasted after "{kind}:", not a name: keep the value in '
+                f"{_SECRET_SERVICES[kind]} and put its name here",
+            )
+        elif ref is None:
             fault(where, f"must be {_REFERENCE_FORMS}")
         elif ref.kind == "literal" and not literal_ok:
             fault(

@@ -25,6 +25,10 @@ FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 # A browser's Origin: scheme, host and optional port; never a path, a wildcard or "null".
 CORS_ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?\Z")
 DEFAULT_DETAIL_TYPE = "Amazon Connect Contact Event"
+# Stages where the destinations' development switches (allow_http, allow_private_network, allow_literal_secrets)
+# are refused, unless the override below is "true".
+PRODUCTION_STAGES = frozenset({"prod", "production"})
+DEVELOPMENT_SWITCHES_OVERRIDE = "ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION"
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "config"
 
 
@@ -45,6 +49,8 @@ class Settings:
     contact_flows: Mapping[str, str] = field(default_factory=dict)
     default_flow: str | None = None
     cors_allowed_origins: tuple[str, ...] = ()
+    # Whether destinations may use allow_http, allow_private_network and allow_literal_secrets.
+    development_switches: bool = True
 
 
 class _Reader:
@@ -120,6 +126,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         read.problems.append(f"DEFAULT_CONTACT_FLOW={default_flow!r} is not a name in CONTACT_FLOWS")
 
     cors_origins = _cors_allowed_origins(read)
+    override = read.optional(DEVELOPMENT_SWITCHES_OVERRIDE, "false").lower()
+    if override not in {"true", "false"}:
+        read.problems.append(f"{DEVELOPMENT_SWITCHES_OVERRIDE}={override!r} is invalid (expected true or false)")
 
     if read.problems:
         raise SettingsError("invalid relay settings: " + "; ".join(read.problems))
@@ -137,6 +146,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         contact_flows=flows,
         default_flow=default_flow,
         cors_allowed_origins=cors_origins,
+        development_switches=stage not in PRODUCTION_STAGES or override == "true",
     )
 
 

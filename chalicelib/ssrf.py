@@ -4,11 +4,17 @@ A destination's host name is resolved once, EVERY address it resolves to is chec
 to a checked address itself, so a second lookup (DNS rebinding) cannot swap in an internal one. Inside Lambda the
 runtime API listens on 127.0.0.1:9001 and the instance metadata service on 169.254.169.254, so loopback,
 link-local and the rest are refused unless a destination explicitly allows private networks.
+
+Allowing private networks (a development switch, for receivers on the developer's machine) never opens what
+holds the function's credentials or drives its invocations: the metadata services (169.254.169.254,
+169.254.170.2, fd00:ec2::254) and every other link-local address, in any IPv6 spelling, and the Lambda runtime
+API (``AWS_LAMBDA_RUNTIME_API``, 127.0.0.1:9001 when unset) on any loopback or unspecified address.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -59,6 +65,13 @@ _FORBIDDEN_V6: tuple[tuple[ipaddress.IPv6Network, str], ...] = (
     (_V6("fec0::/10"), "private"),  # site-local (deprecated)
     (_V6("ff00::/8"), "multicast"),
 )
+
+# Refused even when a destination allows private networks.
+ALWAYS_REFUSED = frozenset({"metadata", "link-local"})
+RUNTIME_API = "lambda-runtime-api"
+_DEFAULT_RUNTIME_API = "127.0.0.1:9001"
+# Addresses that reach this machine's own services.
+_LOCAL_MACHINE = frozenset({"loopback", "unspecified"})
 
 # IPv6 forms that carry an IPv4 address (and Teredo, 2001::/32): the IPv4 address decides.
 _IPV4_MAPPED = _V6("::ffff:0:0/96")
@@ -112,19 +125,38 @@ def _v6_reason(ip: ipaddress.IPv6Address) -> str | None:
 def resolve_public(host: str, port: int, *, allow_private: bool, resolver: Resolver = socket.getaddrinfo) -> list[str]:
     """Resolve ``host`` and return its addresses, in the resolver's order of preference.
 
-    Raises :class:`WebhookAddressRefusedError` if ANY address is forbidden (unless ``allow_private``): a host that
-    mixes public and internal addresses is an attack, not a partial success. ``socket.gaierror`` passes through.
+    Raises :class:`WebhookAddressRefusedError` if ANY address is forbidden: a host that mixes public and internal
+    addresses is an attack, not a partial success. ``allow_private`` lets private and loopback addresses through,
+    never metadata, link-local or the Lambda runtime API. ``socket.gaierror`` passes through.
     """
     addresses: list[str] = []
     for _family, _type, _proto, _canonname, sockaddr in resolver(host, port, type=socket.SOCK_STREAM):
         address = str(sockaddr[0])
         if address in addresses:
             continue
-        if not allow_private:
-            reason = is_forbidden(ipaddress.ip_address(address))
-            if reason is not None:
-                raise WebhookAddressRefusedError(host, address, reason)
+        ip = ipaddress.ip_address(address)
+        reason = is_forbidden(ip)
+        if reason is not None and (not allow_private or reason in ALWAYS_REFUSED):
+            raise WebhookAddressRefusedError(host, address, reason)
+        if _is_runtime_api(ip, reason, port):
+            raise WebhookAddressRefusedError(host, f"{address} port {port}", RUNTIME_API)
         addresses.append(address)
     if not addresses:
         raise WebhookAddressRefusedError(host, "no address", "unresolvable")
     return addresses
+
+
+def _is_runtime_api(ip: IPAddress, reason: str | None, port: int) -> bool:
+    """Whether ``ip``:``port`` reaches the Lambda runtime API, which hands out invocations and takes their answers."""
+    # Lambda sets AWS_LAMBDA_RUNTIME_API; read at each check, as it belongs to the runtime, not to the settings.
+    api_host, _, api_port = (os.environ.get("AWS_LAMBDA_RUNTIME_API") or _DEFAULT_RUNTIME_API).rpartition(":")
+    if not api_port.isdigit() or int(api_port) != port:
+        return False
+    try:
+        api_ip = ipaddress.ip_address(api_host.strip("[]"))
+    except ValueError:
+        return reason in _LOCAL_MACHINE  # a host name: assume the machine's own, as Lambda's is
+    if is_forbidden(api_ip) in _LOCAL_MACHINE:
+        # Whatever listens on the machine's loopback is reached through any loopback or unspecified address.
+        return reason in _LOCAL_MACHINE
+    return ip == api_ip

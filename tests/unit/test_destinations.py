@@ -471,6 +471,91 @@ def test_is_webhook_secret(value, expected):
     assert is_webhook_secret(value) is expected
 
 
+# --- config: pasted secrets and development switches ------------------------------------------------------
+
+PASTED = base64.b64encode(bytes(range(100, 132))).decode()  # a key's base64, as a secrets manager shows it
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        f"secretsmanager:whsec_{PASTED}",
+        f"ssm:whsec_{PASTED}",
+        f"ssm:/whsec_{PASTED}",
+        f"secretsmanager:WHSEC_{PASTED}",
+        f"secretsmanager:{PASTED}",
+        f"ssm:/{PASTED}",
+    ],
+)
+def test_issue7_item16_a_pasted_secret_as_a_reference_is_refused_without_echoing_it(reference):
+    """Given a reference whose name is a secret's value, when the file is read, then it is refused, the message
+    says why and where, and no part of the value shows in the message or the error."""
+    with pytest.raises(RelayConfigError) as caught:
+        parse_relay_config({"version": 1, "destinations": [entry(secrets=[reference])]}, source="t")
+
+    kind = reference.partition(":")[0]
+    assert caught.value.problems == [
+        f'destinations[0] ("crm").secrets[0]: looks like a secret value pasted after "{kind}:", not a name: keep the '
+        f"value in {'Secrets Manager' if kind == 'secretsmanager' else 'SSM Parameter Store (SecureString)'} and put "
+        "its name here"
+    ]
+    for shown in (str(caught.value), repr(caught.value)):
+        assert PASTED[:12] not in shown
+        assert PASTED[-12:] not in shown
+
+
+@given(secret=st.binary(min_size=24, max_size=64).map(lambda raw: base64.b64encode(raw).decode()))
+def test_issue7_item16_any_whsec_value_after_a_reference_prefix_is_refused_unseen(secret):
+    """Given any Standard Webhooks secret pasted after ssm: or secretsmanager:, then it is refused, unseen."""
+    for reference in (f"secretsmanager:whsec_{secret}", f"ssm:/whsec_{secret}"):
+        with pytest.raises(RelayConfigError) as caught:
+            parse_relay_config({"version": 1, "destinations": [entry(secrets=[reference])]}, source="t")
+        assert secret not in str(caught.value)
+        assert "looks like a secret value" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "ssm:/connect-chat-relay/prod/crm-secret",
+        "ssm:/ConnectChatRelay/Prod/CrmSecret",
+        "ssm:crm_webhook_secret_2026",
+        "secretsmanager:connect-chat-relay/prod/crm",
+        "secretsmanager:arn:aws:secretsmanager:us-east-1:111122223333:secret:connect-chat-relay/prod/crm-AbC123",
+        "secretsmanager:webhooksecretsforthecrmintegration",  # base64-shaped, but a word: no digits, no capitals
+    ],
+)
+def test_names_that_are_names_are_accepted(reference):
+    """Given ordinary parameter and secret names, then they are accepted as references."""
+    config = parse_relay_config({"version": 1, "destinations": [entry(secrets=[reference])]}, source="t")
+    assert str(config.destinations[0].secrets[0]) == reference
+
+
+def test_issue7_item17_development_switches_are_refused_in_a_production_stage():
+    """Given a production stage's reading (development_switches false), then each development switch set to true
+    is named and refused, with the override that would allow it."""
+    document = {
+        "version": 1,
+        "allow_literal_secrets": True,
+        "destinations": [
+            entry(url="http://127.0.0.1:8080/hook", allow_http=True, allow_private_network=True),
+            entry(name="local", secrets=[SECRET], allow_literal_secrets=True),
+            entry(name="quiet", allow_http=False, allow_private_network=False, allow_literal_secrets=False),
+        ],
+    }
+    refusal = "is a development switch, refused in a production stage unless ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION"
+    with pytest.raises(RelayConfigError) as caught:
+        parse_relay_config(document, source="t", development_switches=False)
+
+    assert caught.value.problems == [
+        f"allow_literal_secrets: {refusal}=true is set",
+        f'destinations[0] ("crm").allow_http: {refusal}=true is set',
+        f'destinations[0] ("crm").allow_private_network: {refusal}=true is set',
+        f'destinations[1] ("local").allow_literal_secrets: {refusal}=true is set',
+    ]
+    assert len(parse_relay_config(document, source="t").destinations) == 3
+
+
 # --- secret values never leak -----------------------------------------------------------------------------
 
 webhook_secrets = st.binary(min_size=24, max_size=64).map(lambda raw: "whsec_" + base64.b64encode(raw).decode())

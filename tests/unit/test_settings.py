@@ -67,6 +67,28 @@ def test_the_config_file_can_be_pointed_elsewhere(tmp_path: Path) -> None:
     assert load_settings(env(RELAY_CONFIG_FILE=str(target))).relay_config_file == target
 
 
+@pytest.mark.parametrize(
+    ("overrides", "allowed"),
+    [
+        ({"RELAY_STAGE": "dev"}, True),
+        ({"RELAY_STAGE": "prod"}, False),
+        ({"RELAY_STAGE": "production"}, False),
+        ({"RELAY_STAGE": "prod", "ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION": "false"}, False),
+        ({"RELAY_STAGE": "prod", "ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION": "true"}, True),
+        ({"RELAY_STAGE": "prod", "ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION": "TRUE"}, True),
+    ],
+)
+def test_issue7_item17_production_stages_refuse_development_switches_unless_overridden(
+    overrides: dict[str, str], allowed: bool
+) -> None:
+    assert load_settings(env(**overrides)).development_switches is allowed
+
+
+def test_the_development_switch_override_must_be_true_or_false() -> None:
+    with pytest.raises(SettingsError, match="ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION='yes' is invalid"):
+        load_settings(env(RELAY_STAGE="prod", ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION="yes"))
+
+
 def test_the_relay_imports_without_any_setting() -> None:
     # Given an environment with no relay setting, When app.py is imported, Then nothing fails (read on first use).
     environ = {k: v for k, v in os.environ.items() if k not in dev_stage_environment()}

@@ -198,3 +198,69 @@ def test_the_real_resolver_refuses_localhost() -> None:
         resolve_public("localhost", 443, allow_private=False)
 
     assert refused.value.reason == "loopback"
+
+
+# --- allow_private (a development switch) never opens what holds credentials or drives invocations ---------
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("169.254.169.254", "metadata"),
+        ("169.254.170.2", "metadata"),
+        ("fd00:ec2::254", "metadata"),
+        ("::ffff:169.254.169.254", "metadata"),
+        ("64:ff9b::a9fe:a9fe", "metadata"),
+        ("2002:a9fe:a9fe:1::1", "metadata"),
+        ("169.254.169.253", "link-local"),  # the VPC's DNS resolver
+        ("169.254.1.1", "link-local"),
+        ("fe80::1", "link-local"),
+        ("::ffff:169.254.0.1", "link-local"),
+    ],
+)
+def test_issue7_item17_allow_private_never_opens_metadata_or_link_local(address: str, reason: str) -> None:
+    """Given a destination that allows private networks, when its host resolves to a metadata service or any
+    link-local address (in any spelling), then it is refused all the same."""
+    resolver = fake_resolver({"receiver.internal": ["10.0.0.5", address]})
+
+    with pytest.raises(WebhookAddressRefusedError) as refused:
+        resolve_public("receiver.internal", 80, allow_private=True, resolver=resolver)
+
+    assert (refused.value.address, refused.value.reason) == (address, reason)
+
+
+@given(st.ip_addresses(network="169.254.0.0/16") | st.ip_addresses(network="fe80::/10"))
+def test_allow_private_refuses_every_link_local_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    """Given any link-local address, then allowing private networks does not let it through."""
+    with pytest.raises(WebhookAddressRefusedError):
+        resolve_public("h.internal", 443, allow_private=True, resolver=fake_resolver({"h.internal": [str(ip)]}))
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1", "0.0.0.0"])  # noqa: S104
+@pytest.mark.parametrize("runtime_api", ["127.0.0.1:9001", None])
+def test_issue7_item17_allow_private_never_opens_the_lambda_runtime_api(
+    monkeypatch: pytest.MonkeyPatch, address: str, runtime_api: str | None
+) -> None:
+    """Given a destination that allows private networks, when its host reaches this machine on the Lambda runtime
+    API's port (AWS_LAMBDA_RUNTIME_API, 127.0.0.1:9001 when unset), then it is refused."""
+    if runtime_api is None:
+        monkeypatch.delenv("AWS_LAMBDA_RUNTIME_API", raising=False)
+    else:
+        monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", runtime_api)
+    resolver = fake_resolver({"receiver.internal": [address]})
+
+    with pytest.raises(WebhookAddressRefusedError) as refused:
+        resolve_public("receiver.internal", 9001, allow_private=True, resolver=resolver)
+
+    assert refused.value.reason == "lambda-runtime-api"
+    assert resolve_public("receiver.internal", 9002, allow_private=True, resolver=resolver) == [address]
+
+
+def test_the_runtime_api_is_wherever_lambda_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given AWS_LAMBDA_RUNTIME_API on another port, then that port is refused and 9001 is an ordinary port."""
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9555")
+    resolver = fake_resolver({"localhost": ["127.0.0.1"]})
+
+    with pytest.raises(WebhookAddressRefusedError, match="lambda-runtime-api"):
+        resolve_public("localhost", 9555, allow_private=True, resolver=resolver)
+    assert resolve_public("localhost", 9001, allow_private=True, resolver=resolver) == ["127.0.0.1"]
