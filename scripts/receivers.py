@@ -255,9 +255,10 @@ def make_tls_files(directory: Path, hostname: str) -> TlsFiles:
     return files
 
 
-async def _answer_quickly(reader: Any, writer: Any, delay: float) -> None:
+async def _answer_quickly(reader: Any, writer: Any, delay: tuple[float, float]) -> None:
     """HTTP/1.1 keep-alive with the least parsing that is still correct for POSTs with a Content-Length."""
     import asyncio
+    import random
 
     try:
         while True:
@@ -267,8 +268,8 @@ async def _answer_quickly(reader: Any, writer: Any, delay: float) -> None:
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             await reader.readexactly(length)
-            if delay:
-                await asyncio.sleep(delay)
+            if delay[1]:
+                await asyncio.sleep(random.uniform(*delay))
             writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.CancelledError):
@@ -276,8 +277,10 @@ async def _answer_quickly(reader: Any, writer: Any, delay: float) -> None:
         writer.close()
 
 
-def serve(count: int, delay: float, lifetime: float) -> None:
+def serve(count: int, delay: tuple[float, float], lifetime: float) -> None:
     """Serve ``count`` lean receivers (asyncio, one process) answering 204 after ``delay`` s, for the bench.
+
+    ``delay`` is a range: each answer waits a uniformly random time within it.
 
     They record nothing and parse only Content-Length, so the bench measures senders, not Python's http.server.
     Prints their urls as a JSON line; stops when standard input closes or after ``lifetime`` seconds.
@@ -302,4 +305,6 @@ def serve(count: int, delay: float, lifetime: float) -> None:
 if __name__ == "__main__":
     import sys
 
-    serve(int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 600.0)
+    # The delay is seconds, or a range of them: "0.02:0.08".
+    low, _, high = sys.argv[2].partition(":")
+    serve(int(sys.argv[1]), (float(low), float(high or low)), float(sys.argv[3]) if len(sys.argv) > 3 else 600.0)
