@@ -1,8 +1,8 @@
 """Fan one event out to its webhook destinations, concurrently, and say what each delivery came to.
 
-Concurrency comes from ``WebhookSender.send_all``: requests on kept-alive connections are written from the calling
-thread and their answers read as they arrive, so fast receivers cost no thread handoffs; the thread pool only
-takes what may block (lookups, new connections, TLS handshakes, replacing dropped connections).
+Concurrency comes from ``WebhookSender.send_all``: every POST is moved on from the calling thread over
+non-blocking sockets as they become ready, so fast receivers cost no thread handoffs; the thread pool only takes
+DNS lookups, which cannot be made without blocking.
 
 Every destination receives the same body bytes with the same ``webhook-id`` and ``webhook-timestamp``; only the
 signature differs, because each destination has its own secrets. One destination failing, slowly or with an
@@ -92,9 +92,18 @@ class Fanout:
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="webhook-delivery")
 
     def deliver(
-        self, event: RelayEvent, targets: Sequence[tuple[WebhookTarget, Sequence[str]]]
+        self,
+        event: RelayEvent,
+        targets: Sequence[tuple[WebhookTarget, Sequence[str]]],
+        *,
+        deadline: float | None = None,
     ) -> list[DeliveryResult]:
-        """Deliver ``event`` to every target (a destination and its secrets); results in the targets' order."""
+        """Deliver ``event`` to every target (a destination and its secrets); results in the targets' order.
+
+        Each delivery ends within its destination's ``timeout_seconds`` from the start of the fan-out (lookup,
+        connect, TLS, write and read included) and, if given, by ``deadline``, an absolute ``time.monotonic()``
+        value (the invocation's own limit).
+        """
         if not targets:
             return []
         sent_at = int(time.time())
@@ -127,7 +136,8 @@ class Fanout:
                 )
             )
         signed_at = time.perf_counter()
-        reports = iter(self._sender.send_all([p for p in posts if isinstance(p, WebhookPost)], self._executor))
+        to_send = [post for post in posts if isinstance(post, WebhookPost)]
+        reports = iter(self._sender.send_all(to_send, self._executor, deadline=deadline))
 
         results = []
         for (target, _), post in zip(targets, posts, strict=True):

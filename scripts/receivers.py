@@ -39,10 +39,14 @@ class ReceivedRequest:
 
 @dataclass
 class Answer:
-    """How a receiver answers a path: a status after ``delay`` seconds, or dropping the first requests unanswered."""
+    """How a receiver answers a path: a status after ``delay`` seconds, or dropping the first requests unanswered.
+
+    With ``trickle``, the answer goes out one byte at a time, that many seconds apart.
+    """
 
     status: int = 204
     delay: float = 0.0
+    trickle: float = 0.0
     retry_after: str | None = None
     location: str | None = None
     body: bytes = b""
@@ -167,6 +171,11 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             if answer.delay:
                 time.sleep(answer.delay)
             receiver._record(self._request(body, received_at, time.monotonic()))
+            if answer.trickle:
+                for byte in f"HTTP/1.1 {answer.status} Whatever\r\nContent-Length: 0\r\n\r\n".encode():
+                    self.wfile.write(bytes([byte]))
+                    time.sleep(answer.trickle)
+                return
             self.send_response(answer.status)
             self.send_header("Content-Length", str(len(answer.body)))
             if answer.retry_after is not None:

@@ -1,21 +1,33 @@
-"""Webhook HTTP: POSTs over pooled keep-alive connections to an address the SSRF policy has checked.
+"""Webhook HTTP: POSTs to addresses the SSRF policy has checked, many at once from one thread, each by its deadline.
 
 The sender resolves a destination's host itself (at most once per ``dns_ttl_seconds``), refuses it if any of its
-addresses is internal, and connects to the checked address: the connection pool's host IS that address, so no
-second lookup happens, while TLS still verifies the certificate against the host name (SNI and hostname check).
-Redirects are never followed and nothing is retried here beyond one fresh connection when a kept-alive one turns
-out dead: durable retries belong to the retry queue.
+addresses is internal, and connects to the checked address, so no second lookup happens, while TLS verifies the
+certificate against the host name (SNI and hostname check). Redirects are never followed and nothing is retried
+here beyond one fresh connection when a connection is dropped before any answer: durable retries belong to the
+retry queue.
 
-``send_all`` POSTs to many destinations at once without a thread per POST where it can: every request that can
-go over a kept-alive connection is written from the calling thread, then the answers are read as their sockets
-become readable, each before its own deadline. For fast receivers this costs what sequential POSTs cost, while a
-slow one still holds up nobody but itself. Whatever may block (a DNS lookup, opening a connection, a TLS
-handshake, replacing a dropped connection) runs on the caller's executor instead.
+There is one send path, ``send_all``. It moves every POST of a fan-out through its steps (connect, TLS handshake,
+write the request, read the answer) on non-blocking sockets from the calling thread, each as far as it goes
+without waiting, and waits for all of them at once with one selector. For fast receivers on kept-alive
+connections this costs what sequential POSTs cost, while a slow one holds up nobody but itself. Only DNS lookups,
+which the standard library cannot make without blocking, run on the caller's executor. Each POST has one
+deadline, fixed when the fan-out starts: lookup, connect, handshake, write and read all end by it, so a receiver
+trickling its answer a byte at a time is cut off like one that never answers. Connections are kept alive per
+checked address for the container's life.
+
+Only public, kept APIs: ``socket``, ``ssl`` and ``selectors`` from the standard library, urllib3's ``parse_url``.
+HTTP/1.1 is spoken here because no public client API writes a request now and reads its answer later within an
+overall deadline: requests are one fixed shape, and of an answer the relay needs only the status, ``Retry-After``
+and where the answer ends (``Content-Length`` or chunked), to keep the connection for the next POST.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
+import re
+import select
 import selectors
 import socket
 import ssl
@@ -24,30 +36,24 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from http.client import HTTPException
 
-from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Timeout
-from urllib3.connection import HTTPConnection
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    LocationParseError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-    SSLError,
-)
-from urllib3.util import create_urllib3_context, parse_url
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from chalicelib.errors import RelayError
 from chalicelib.ssrf import Resolver, WebhookAddressRefusedError, resolve_public
 
 # The relay only needs the status and Retry-After; a receiver that answers more does not get its connection kept.
 MAX_ANSWER_BYTES = 64 * 1024
+MAX_HEAD_BYTES = 64 * 1024
+# A connection attempt to one address gives up after this, so a second address still gets a chance.
 MAX_CONNECT_SECONDS = 5.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# RFC 9110 field names are tokens; values may not break the request's framing.
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE_FORBIDDEN = re.compile(r"[\r\n\0]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,7 @@ class WebhookOutcome:
 
 @dataclass(frozen=True, slots=True)
 class WebhookPost:
-    """One POST for ``WebhookSender.send_all``: what ``WebhookSender.send`` takes as arguments."""
+    """One POST for ``WebhookSender.send_all``; ``timeout_seconds`` counts from the start of the fan-out."""
 
     url: str
     body: bytes
@@ -94,20 +100,52 @@ class _Endpoint:
     host_header: str
 
 
+# (scheme, host, port, checked address): a kept-alive connection serves exactly one of these.
+_ConnectionKey = tuple[str, str, int, str]
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+_ON = -1  # a step's answer: the flight moved to its next step, which can go on at once
+
+
+class _Step:
+    """Where a POST is: each step ends by the POST's deadline."""
+
+    LOOKUP = "dns lookup"
+    CONNECT = "connect"
+    HANDSHAKE = "tls handshake"
+    WRITE = "write"
+    READ = "read"
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """The head of an answer, and where the answer ends in the bytes read once all of it is there."""
+
+    status: int
+    retry_after: str | None
+    end: int | None  # None: the body is not all read yet
+    reusable: bool  # the connection may carry the next POST once the answer has ended exactly there
+
+
 @dataclass(eq=False, slots=True)
-class _InFlight:
-    """A POST written on a kept-alive connection whose answer is still to be read."""
+class _Flight:
+    """One POST on its way."""
 
     index: int
     endpoint: _Endpoint
-    addresses: list[str]
-    body: bytes
-    headers: dict[str, str]
+    lookup_key: tuple[str, int, bool]
+    request: bytes
     give_up_at: float
-    pool: HTTPConnectionPool
-    conn: HTTPConnection
-    sock: socket.socket
-    written: bool = False
+    step: str = _Step.LOOKUP
+    wake_at: float = 0.0  # when the current step gives up: the deadline, or sooner for one connection attempt
+    addresses: list[str] = field(default_factory=list)
+    next_address: int = 0
+    key: _ConnectionKey | None = None
+    sock: socket.socket | None = None
+    watched: int = 0  # the selector events registered for ``sock``
+    written: int = 0
+    answer: bytearray = field(default_factory=bytearray)
+    resent: bool = False
+    lookup: Future[list[str] | str] | None = None
 
 
 @lru_cache(maxsize=1024)
@@ -133,12 +171,6 @@ def _endpoint(url: str) -> _Endpoint:
     )
 
 
-@lru_cache(maxsize=64)
-def _timeout(seconds: float) -> Timeout:
-    # total caps connect + wait for the answer together; urllib3 clones it per request, so sharing is safe.
-    return Timeout(connect=min(MAX_CONNECT_SECONDS, seconds), read=seconds, total=seconds)
-
-
 class WebhookSender:
     """POSTs webhook bodies; safe to share between threads and kept for the container's life."""
 
@@ -146,404 +178,503 @@ class WebhookSender:
         self,
         *,
         dns_ttl_seconds: float = 60.0,
-        pool_maxsize: int = 10,
-        max_pools: int = 256,
+        max_idle_per_address: int = 10,
+        max_addresses: int = 256,
         resolver: Resolver = socket.getaddrinfo,
         ca_certs: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dns_ttl_seconds = dns_ttl_seconds
-        self._pool_maxsize = pool_maxsize
-        self._max_pools = max_pools
+        self._max_idle_per_address = max_idle_per_address
+        self._max_addresses = max_addresses
         self._resolver = resolver
         self._ca_certs = ca_certs
         self._clock = clock
         self._lock = threading.Lock()
         # (host, port, allow_private) -> (expires at, addresses or the refusal)
         self._addresses: dict[tuple[str, int, bool], tuple[float, list[str] | str]] = {}
-        self._pools: OrderedDict[tuple[str, str, int, str], HTTPConnectionPool] = OrderedDict()
+        self._idle: OrderedDict[_ConnectionKey, list[socket.socket]] = OrderedDict()
         self._tls_context: ssl.SSLContext | None = None
 
-    def send(
-        self,
-        url: str,
-        body: bytes,
-        headers: Mapping[str, str],
-        *,
-        timeout_seconds: float,
-        allow_http: bool = False,
-        allow_private_network: bool = False,
-    ) -> WebhookOutcome:
-        """POST ``body`` to ``url``; never raises for anything the network or the receiver does."""
-        return self._send(WebhookPost(url, body, headers, timeout_seconds, allow_http, allow_private_network))
-
-    def send_all(self, posts: Sequence[WebhookPost], executor: Executor) -> list[Sent]:
+    def send_all(
+        self, posts: Sequence[WebhookPost], executor: Executor, *, deadline: float | None = None
+    ) -> list[Sent]:
         """POST every one of ``posts`` concurrently; what each came to, in the posts' order.
 
-        Never raises for anything the network or the receivers do; an exception from a bug in the relay is
-        reported for its post alone. ``executor`` runs what may block: lookups, new connections, handshakes.
+        Each post ends within its ``timeout_seconds`` from now and, if given, by ``deadline`` (an absolute
+        ``time.monotonic()`` value). Never raises for anything the network or the receivers do; an exception
+        from a bug in the relay is reported for its post alone. ``executor`` runs the DNS lookups.
         """
+        now = time.monotonic()
         sent: list[Sent | None] = [None] * len(posts)
-        later: dict[int, Future[Sent]] = {}
-        in_flight: list[_InFlight] = []
+        flights: list[_Flight] = []
         for index, post in enumerate(posts):
+            give_up_at = now + post.timeout_seconds if deadline is None else min(now + post.timeout_seconds, deadline)
             try:
-                started = self._start(index, post)
+                prepared = self._prepare(index, post, give_up_at, now)
             except Exception as exc:
                 sent[index] = (exc, time.perf_counter())
                 continue
-            if started is None:
-                later[index] = executor.submit(self._send_timed, post)
-            elif isinstance(started, _InFlight):
-                if started.written:
-                    in_flight.append(started)
-                else:
-                    later[index] = executor.submit(self._resend, started)
+            if isinstance(prepared, WebhookOutcome):
+                sent[index] = (prepared, time.perf_counter())
             else:
-                sent[index] = (started, time.perf_counter())
-        if in_flight:
-            self._await_answers(in_flight, executor, sent, later)
-        for index, future in later.items():
-            sent[index] = future.result()
-        return [item for item in sent if item is not None]
+                flights.append(prepared)
+        if flights:
+            _Fanout(self, flights, executor, sent).run()
+        return [item for item in sent if item is not None]  # all of them: every flight ends with its outcome
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every kept-alive connection."""
         with self._lock:
-            pools = list(self._pools.values())
-            self._pools.clear()
-        for pool in pools:
-            pool.close()
+            idle = [sock for socks in self._idle.values() for sock in socks]
+            self._idle.clear()
+        for sock in idle:
+            sock.close()
 
-    def _send(self, post: WebhookPost) -> WebhookOutcome:
-        endpoint = self._endpoint_of(post)
-        if isinstance(endpoint, WebhookOutcome):
-            return endpoint
-        key = (endpoint.host, endpoint.port, post.allow_private_network)
-        addresses = self._cached_addresses(key)
-        if addresses is None:
-            try:
-                addresses = self._look_up(key)
-            except OSError as exc:
-                return WebhookOutcome(error=f"dns lookup of {endpoint.host} failed: {exc.strerror or exc}")
-        if isinstance(addresses, str):
-            return WebhookOutcome(error=addresses, refused=True)
-        headers = {**post.headers, "Host": endpoint.host_header}
-        give_up_at = time.monotonic() + post.timeout_seconds
-        try:
-            return self._post_first_reachable(endpoint, addresses, post.body, headers, give_up_at)
-        except HTTPError as exc:
-            return WebhookOutcome(error=_describe(exc))
-
-    def _send_timed(self, post: WebhookPost) -> Sent:
-        try:
-            outcome: WebhookOutcome | Exception = self._send(post)
-        except Exception as exc:
-            outcome = exc
-        return outcome, time.perf_counter()
-
-    def _start(self, index: int, post: WebhookPost) -> _InFlight | WebhookOutcome | None:
-        """Write ``post`` on a kept-alive connection; None if it needs a lookup or a new connection first."""
-        endpoint = self._endpoint_of(post)
-        if isinstance(endpoint, WebhookOutcome):
-            return endpoint
-        addresses = self._cached_addresses((endpoint.host, endpoint.port, post.allow_private_network))
-        if addresses is None:
-            return None
-        if isinstance(addresses, str):
-            return WebhookOutcome(error=addresses, refused=True)
-        pool = self._pool(endpoint, addresses[0])
-        # urllib3 has no public way to write a request now and read its answer later, so connections come from
-        # the pool's own checkout and return, as urlopen uses them; each one taken is put back exactly once.
-        conn = pool._get_conn()
-        if not isinstance(conn, HTTPConnection) or conn.sock is None:
-            # Not connected: connecting (and a TLS handshake) may block for seconds, so the executor does it.
-            pool._put_conn(conn)
-            return None
-        headers = {**post.headers, "Host": endpoint.host_header}
-        give_up_at = time.monotonic() + post.timeout_seconds
-        flight = _InFlight(index, endpoint, addresses, post.body, headers, give_up_at, pool, conn, conn.sock)
-        conn.timeout = post.timeout_seconds
-        try:
-            conn.request(
-                "POST", endpoint.target, body=post.body, headers=headers, preload_content=False, decode_content=False
-            )
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # As urlopen: the receiver may have answered before it hung up, which reading the answer tells.
-        except (OSError, HTTPException) as exc:
-            conn.close()
-            pool._put_conn(None)
-            # A dropped kept-alive connection comes back unwritten, for the executor to resend it on a fresh one.
-            return self._failed(flight, _as_urllib3_error(exc, pool, reading=False)) or flight
-        except Exception:
-            conn.close()  # half a request is on it
-            pool._put_conn(None)
-            raise
-        flight.written = True
-        return flight
-
-    def _await_answers(
-        self, in_flight: list[_InFlight], executor: Executor, sent: list[Sent | None], later: dict[int, Future[Sent]]
-    ) -> None:
-        """Read each answer as soon as its socket is readable and before its own deadline."""
-        if len(in_flight) == 1:
-            # Nothing else to wait for: a read bounded by the deadline does what polling first would, in fewer calls.
-            self._settle(in_flight[0], self._read_answer, executor, sent, later)
-            return
-        waiting = set(in_flight)
-        # poll(2) keeps no kernel object between calls, unlike epoll: cheaper for one event's few sockets.
-        with selectors.PollSelector() as selector:
-            for flight in in_flight:
-                selector.register(flight.sock, selectors.EVENT_READ, flight)
-            while waiting:
-                # Bytes TLS has already decrypted and buffered do not make the socket readable.
-                ready = {f for f in waiting if isinstance(f.sock, ssl.SSLSocket) and f.sock.pending()}
-                if not ready:
-                    wait = min(f.give_up_at for f in waiting) - time.monotonic()
-                    ready = {key.data for key, _ in selector.select(max(wait, 0.0))}
-                now = time.monotonic()
-                for flight in ready | {f for f in waiting if f.give_up_at <= now}:
-                    waiting.discard(flight)
-                    selector.unregister(flight.sock)
-                    finish = self._read_answer if flight in ready else self._time_out
-                    self._settle(flight, finish, executor, sent, later)
-
-    def _settle(
-        self,
-        flight: _InFlight,
-        finish: Callable[[_InFlight], WebhookOutcome | None],
-        executor: Executor,
-        sent: list[Sent | None],
-        later: dict[int, Future[Sent]],
-    ) -> None:
-        """Record what ``flight`` came to, or hand it to ``executor`` to be sent again."""
-        try:
-            outcome = finish(flight)
-        except Exception as exc:
-            flight.conn.close()
-            sent[flight.index] = (exc, time.perf_counter())
-            return
-        if outcome is None:
-            later[flight.index] = executor.submit(self._resend, flight)
-        else:
-            sent[flight.index] = (outcome, time.perf_counter())
-
-    def _read_answer(self, flight: _InFlight) -> WebhookOutcome | None:
-        """The answer to ``flight``; None if its connection turned out dropped and the POST is to be sent again."""
-        conn, pool = flight.conn, flight.pool
-        remaining = flight.give_up_at - time.monotonic()
-        if remaining <= 0:
-            return self._time_out(flight)
-        conn.timeout = remaining  # getresponse applies it to the socket; it bounds reading the body too
-        try:
-            response = conn.getresponse()
-        except (OSError, HTTPException) as exc:
-            conn.close()
-            pool._put_conn(None)
-            return self._failed(flight, _as_urllib3_error(exc, pool, reading=True))
-        try:
-            response.read(MAX_ANSWER_BYTES, decode_content=False)
-            whole = response.closed
-        except (HTTPError, OSError):
-            whole = False  # the status is what counts; the broken connection is not reused
-        if not whole:
-            response.close()
-            conn.close()  # more than we read is left on the connection: do not reuse it
-        pool._put_conn(conn)
-        return WebhookOutcome(status=response.status, retry_after=response.headers.get("Retry-After"))
-
-    @staticmethod
-    def _time_out(flight: _InFlight) -> WebhookOutcome:
-        # An answer arriving later must not be read as the next POST's: the connection goes.
-        flight.conn.close()
-        flight.pool._put_conn(None)
-        return WebhookOutcome(error=_describe(ReadTimeoutError(flight.pool, None, "Read timed out.")))
-
-    @staticmethod
-    def _failed(flight: _InFlight, error: HTTPError) -> WebhookOutcome | None:
-        """What a failed POST came to; None if its kept-alive connection was dropped and time is left to resend."""
-        if isinstance(error, ProtocolError) and time.monotonic() < flight.give_up_at:
-            return None
-        return WebhookOutcome(error=_describe(error))
-
-    def _resend(self, flight: _InFlight) -> Sent:
-        """``flight`` once more, on a fresh connection, within what is left of its deadline; never again after."""
-        outcome: WebhookOutcome | Exception
-        try:
-            outcome = self._post_first_reachable(
-                flight.endpoint, flight.addresses, flight.body, flight.headers, flight.give_up_at, reconnect=False
-            )
-        except HTTPError as exc:
-            outcome = WebhookOutcome(error=_describe(exc))
-        except Exception as exc:
-            outcome = exc
-        return outcome, time.perf_counter()
-
-    @staticmethod
-    def _endpoint_of(post: WebhookPost) -> _Endpoint | WebhookOutcome:
-        """Where ``post`` goes, or why the relay refuses to send it."""
+    def _prepare(self, index: int, post: WebhookPost, give_up_at: float, now: float) -> _Flight | WebhookOutcome:
+        """``post`` ready to fly, or why it is not sent at all."""
         try:
             endpoint = _endpoint(post.url)
         except WebhookUrlInvalidError as exc:
             return WebhookOutcome(error=str(exc), refused=True)
         if endpoint.scheme == "http" and not post.allow_http:
             return WebhookOutcome(error="plain http refused: the destination does not allow http", refused=True)
-        return endpoint
+        request = _request(endpoint, post.headers, post.body)
+        if give_up_at <= now:
+            return WebhookOutcome(error="not sent: no time left before the deadline")
+        lookup_key = (endpoint.host, endpoint.port, post.allow_private_network)
+        flight = _Flight(index, endpoint, lookup_key, request, give_up_at, wake_at=give_up_at)
+        cached = self._addresses.get(lookup_key)
+        if cached is not None and cached[0] > self._clock():
+            if isinstance(cached[1], str):
+                return WebhookOutcome(error=cached[1], refused=True)
+            self._checked(flight, cached[1])
+        return flight
 
-    def _cached_addresses(self, key: tuple[str, int, bool]) -> list[str] | str | None:
-        cached = self._addresses.get(key)
-        return cached[1] if cached is not None and cached[0] > self._clock() else None
+    def _checked(self, flight: _Flight, addresses: list[str]) -> None:
+        """Go on with ``flight`` on a kept-alive connection to one of ``addresses``, or connect to the first."""
+        flight.addresses = addresses
+        kept = self._take_idle(flight.endpoint, addresses)
+        if kept is None:
+            flight.step = _Step.CONNECT
+        else:
+            flight.key, flight.sock = kept
+            flight.step = _Step.WRITE
 
     def _look_up(self, key: tuple[str, int, bool]) -> list[str] | str:
         host, port, allow_private = key
-        now = self._clock()
         answer: list[str] | str
         try:
             answer = resolve_public(host, port, allow_private=allow_private, resolver=self._resolver)
         except WebhookAddressRefusedError as exc:
             answer = str(exc)
-        self._addresses[key] = (now + self._dns_ttl_seconds, answer)
+        self._addresses[key] = (self._clock() + self._dns_ttl_seconds, answer)
         return answer
 
-    def _pool(self, endpoint: _Endpoint, address: str) -> HTTPConnectionPool:
-        key = (endpoint.scheme, endpoint.host, endpoint.port, address)
+    def _take_idle(self, endpoint: _Endpoint, addresses: list[str]) -> tuple[_ConnectionKey, socket.socket] | None:
         with self._lock:
-            pool = self._pools.get(key)
-            if pool is not None:
-                self._pools.move_to_end(key)
-                return pool
-            pool = self._new_pool(endpoint, address)
-            self._pools[key] = pool
-            evicted = self._pools.popitem(last=False)[1] if len(self._pools) > self._max_pools else None
-        if evicted is not None:
-            evicted.close()
-        return pool
+            for address in addresses:
+                key = (endpoint.scheme, endpoint.host, endpoint.port, address)
+                idle = self._idle.get(key)
+                while idle:
+                    sock = idle.pop()
+                    if _closed_by_peer(sock):
+                        sock.close()
+                        continue
+                    self._idle.move_to_end(key)
+                    return key, sock
+        return None
 
-    def _new_pool(self, endpoint: _Endpoint, address: str) -> HTTPConnectionPool:
-        if endpoint.scheme == "http":
-            return HTTPConnectionPool(address, endpoint.port, maxsize=self._pool_maxsize, block=False, retries=False)
-        tls_name = endpoint.host.rstrip(".")
-        return HTTPSConnectionPool(
-            address,
-            endpoint.port,
-            maxsize=self._pool_maxsize,
-            block=False,
-            retries=False,
-            ssl_context=self._shared_tls_context(),
-            server_hostname=tls_name,
-            assert_hostname=tls_name,
-        )
+    def _keep(self, key: _ConnectionKey, sock: socket.socket) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            self._idle.move_to_end(key)
+            kept = len(idle) < self._max_idle_per_address
+            if kept:
+                idle.append(sock)
+            evicted = self._idle.popitem(last=False)[1] if len(self._idle) > self._max_addresses else []
+        if not kept:
+            sock.close()
+        for other in evicted:
+            other.close()
 
-    def _shared_tls_context(self) -> ssl.SSLContext:
+    def _tls(self) -> ssl.SSLContext:
         # Loading the trust store costs milliseconds; once per container, not once per connection.
         if self._tls_context is None:
-            context = create_urllib3_context()
-            if self._ca_certs:
-                context.load_verify_locations(self._ca_certs)
-            else:
-                context.load_default_certs()
+            context = ssl.create_default_context(cafile=self._ca_certs)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
             self._tls_context = context
         return self._tls_context
 
-    def _post_first_reachable(
-        self,
-        endpoint: _Endpoint,
-        addresses: list[str],
-        body: bytes,
-        headers: dict[str, str],
-        give_up_at: float,
-        *,
-        reconnect: bool = True,
-    ) -> WebhookOutcome:
-        # One deadline for the whole delivery: a second address or a second connection gets only what is left.
-        *others, last = addresses
-        for address in others:
-            try:
-                return self._post_reconnecting(
-                    self._pool(endpoint, address), endpoint.target, body, headers, give_up_at, reconnect=reconnect
-                )
-            except NewConnectionError:
-                # Refused or unreachable at once (an IPv6 address without IPv6 egress): the next address may answer.
-                if time.monotonic() >= give_up_at:
-                    raise
-        return self._post_reconnecting(
-            self._pool(endpoint, last), endpoint.target, body, headers, give_up_at, reconnect=reconnect
-        )
 
-    @classmethod
-    def _post_reconnecting(
-        cls,
-        pool: HTTPConnectionPool,
-        target: str,
-        body: bytes,
-        headers: dict[str, str],
-        give_up_at: float,
-        *,
-        reconnect: bool,
-    ) -> WebhookOutcome:
-        try:
-            return cls._post(pool, target, body, headers, _timeout(give_up_at - time.monotonic()))
-        except ProtocolError:
-            # A kept-alive connection the receiver (or a NAT) had already dropped: once more, on a fresh one.
-            remaining = give_up_at - time.monotonic()
-            if remaining <= 0 or not reconnect:
-                raise
-            return cls._post(pool, target, body, headers, _timeout(remaining))
+class _Fanout:
+    """One ``send_all`` call: moves its flights on as their sockets (or lookups) get ready, each by its deadline."""
 
-    @staticmethod
-    def _post(
-        pool: HTTPConnectionPool, target: str, body: bytes, headers: dict[str, str], timeout: Timeout
-    ) -> WebhookOutcome:
-        response = pool.urlopen(
-            "POST",
-            target,
-            body=body,
-            headers=headers,
-            retries=False,
-            redirect=False,
-            timeout=timeout,
-            preload_content=False,
-            decode_content=False,
-            assert_same_host=False,
-        )
+    def __init__(self, sender: WebhookSender, flights: list[_Flight], executor: Executor, sent: list[Sent | None]):
+        self._sender = sender
+        self._flying = set(flights)
+        self._executor = executor
+        self._sent = sent
+        # poll(2) keeps no kernel object between calls, unlike epoll: cheaper for one event's few sockets.
+        self._selector = selectors.PollSelector()
+        self._waker: tuple[socket.socket, socket.socket] | None = None
+        self._lookups: dict[tuple[str, int, bool], Future[list[str] | str]] = {}
+        self._steps: dict[str, Callable[[_Flight], int | None]] = {
+            _Step.LOOKUP: self._lookup_step,
+            _Step.CONNECT: self._connect_step,
+            _Step.HANDSHAKE: self._handshake_step,
+            _Step.WRITE: self._write_step,
+            _Step.READ: self._read_step,
+        }
+        self._waker_lock = threading.Lock()
+
+    def run(self) -> None:
         try:
-            response.read(MAX_ANSWER_BYTES, decode_content=False)
-            if not response.closed:
-                response.close()  # more than we read is left on the connection: do not reuse it
-        except (HTTPError, OSError):
-            response.close()  # the status is what counts; the broken connection is not reused
+            for flight in list(self._flying):
+                self._advance(flight)
+            while self._flying:
+                wait = min(flight.wake_at for flight in self._flying) - time.monotonic()
+                for key, _ in self._selector.select(max(wait, 0.0)):
+                    if key.data is None:
+                        self._lookups_done()
+                    elif key.data in self._flying:
+                        self._advance(key.data)
+                now = time.monotonic()
+                for flight in [f for f in self._flying if f.wake_at <= now]:
+                    self._expire(flight)
         finally:
-            response.release_conn()
-        return WebhookOutcome(status=response.status, retry_after=response.headers.get("Retry-After"))
+            for flight in self._flying:  # only if the loop itself failed: nothing may stay half sent
+                self._drop(flight)
+            self._selector.close()
+            with self._waker_lock:
+                if self._waker is not None:
+                    for end in self._waker:
+                        end.close()
+                    self._waker = None
+
+    def _advance(self, flight: _Flight) -> None:
+        try:
+            waiting_for = self._step(flight)
+        except Exception as exc:
+            self._finish(flight, exc, keep=False)
+            return
+        if waiting_for is None:
+            return
+        if flight.sock is not None and waiting_for != flight.watched:
+            if flight.watched:
+                self._selector.modify(flight.sock, waiting_for, flight)
+            else:
+                self._selector.register(flight.sock, waiting_for, flight)
+            flight.watched = waiting_for
+
+    def _step(self, flight: _Flight) -> int | None:
+        """Move ``flight`` on as far as it goes without waiting: the socket events it waits for, None once done."""
+        while True:
+            waiting_for = self._steps[flight.step](flight)
+            if waiting_for != _ON:
+                return waiting_for
+
+    def _lookup_step(self, flight: _Flight) -> int | None:
+        if flight.lookup is None:
+            flight.lookup = self._look_up(flight.lookup_key)
+        if not flight.lookup.done():
+            return 0
+        try:
+            addresses = flight.lookup.result()
+        except OSError as exc:
+            error = f"dns lookup of {flight.endpoint.host} failed: {exc.strerror or exc}"
+            self._finish(flight, WebhookOutcome(error=error))
+            return None
+        if isinstance(addresses, str):
+            self._finish(flight, WebhookOutcome(error=addresses, refused=True))
+            return None
+        self._sender._checked(flight, addresses)
+        return _ON
+
+    def _connect_step(self, flight: _Flight) -> int | None:
+        if flight.sock is None:
+            started = self._connect_next(flight)
+            if started is None:
+                self._finish(flight, WebhookOutcome(error="connection timed out"))
+                return None
+            if started == errno.EINPROGRESS:
+                return _WRITE
+            failure = started
+        else:  # writable: the attempt has ended, one way or the other
+            failure = flight.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if failure:
+            self._drop(flight)
+            if flight.next_address < len(flight.addresses) and time.monotonic() < flight.give_up_at:
+                return _ON  # refused or unreachable at once (an IPv6 address without IPv6 egress): try the next
+            self._finish(flight, WebhookOutcome(error=f"connection failed: {os.strerror(failure)}"))
+            return None
+        flight.wake_at = flight.give_up_at
+        if flight.endpoint.scheme == "http":
+            flight.step = _Step.WRITE
+            return _ON
+        raw = _socket_of(flight)
+        self._unwatch(flight)
+        tls_name = flight.endpoint.host.rstrip(".")
+        flight.sock = self._sender._tls().wrap_socket(raw, server_hostname=tls_name, do_handshake_on_connect=False)
+        flight.step = _Step.HANDSHAKE
+        return _ON
+
+    def _handshake_step(self, flight: _Flight) -> int | None:
+        sock = _socket_of(flight)
+        if not isinstance(sock, ssl.SSLSocket):
+            raise TypeError("a TLS handshake needs a TLS socket")
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return _READ
+        except ssl.SSLWantWriteError:
+            return _WRITE
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            self._finish(flight, WebhookOutcome(error=_tls_failure(exc)))
+            return None
+        except OSError as exc:
+            self._finish(flight, WebhookOutcome(error=f"tls failed: {type(exc).__name__}"))
+            return None
+        flight.step = _Step.WRITE
+        return _ON
+
+    def _write_step(self, flight: _Flight) -> int | None:
+        try:
+            flight.written += _socket_of(flight).send(memoryview(flight.request)[flight.written :])
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            return _WRITE
+        except ssl.SSLWantReadError:
+            return _READ
+        except OSError:
+            flight.step = _Step.READ  # the receiver may have answered before it hung up, which reading tells
+            return _ON
+        if flight.written < len(flight.request):
+            return _ON
+        flight.step = _Step.READ
+        return _READ  # the answer cannot be there yet: wait rather than try a read that finds nothing
+
+    def _read_step(self, flight: _Flight) -> int | None:
+        sock = _socket_of(flight)
+        try:
+            chunk = sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return _READ
+        except ssl.SSLWantWriteError:
+            return _WRITE
+        except OSError as exc:
+            return self._dropped(flight, type(exc).__name__)
+        if not chunk:
+            if not flight.answer:
+                return self._dropped(flight, "RemoteDisconnected")
+            answer = self._head(flight)
+            if answer is not None:
+                self._answered(flight, answer, complete=False)
+                return None
+            return self._dropped(flight, "IncompleteRead") if flight in self._flying else None
+        flight.answer += chunk
+        answer = self._head(flight)
+        if flight not in self._flying:
+            return None  # not HTTP
+        if answer is not None and (answer.end is not None or not answer.reusable):
+            self._answered(flight, answer, complete=True)
+            return None
+        # TLS may hold decrypted bytes the socket no longer signals.
+        return _ON if isinstance(sock, ssl.SSLSocket) and sock.pending() else _READ
+
+    def _look_up(self, key: tuple[str, int, bool]) -> Future[list[str] | str]:
+        if self._waker is None:
+            self._waker = socket.socketpair()
+            self._waker[0].setblocking(False)
+            self._selector.register(self._waker[0], _READ, None)
+        future = self._lookups.get(key)
+        if future is None:  # destinations on one host share a lookup
+            future = self._lookups[key] = self._executor.submit(self._sender._look_up, key)
+            future.add_done_callback(self._wake)
+        return future
+
+    def _wake(self, _: object) -> None:
+        # Lookups outlive a fan-out that stopped waiting for them: never write to a socket closed (and reused) since.
+        with self._waker_lock:
+            if self._waker is not None:
+                self._waker[1].send(b"\0")
+
+    def _lookups_done(self) -> None:
+        if self._waker is not None:
+            with contextlib.suppress(BlockingIOError):
+                self._waker[0].recv(4096)
+        for flight in [f for f in self._flying if f.step == _Step.LOOKUP and f.lookup and f.lookup.done()]:
+            self._advance(flight)
+
+    def _connect_next(self, flight: _Flight) -> int | None:
+        """Start connecting to the next checked address: ``connect_ex``'s code, or None if the time is up."""
+        now = time.monotonic()
+        if flight.next_address >= len(flight.addresses) or now >= flight.give_up_at:
+            return None
+        address = flight.addresses[flight.next_address]
+        flight.next_address += 1
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        flight.sock = sock
+        flight.key = (flight.endpoint.scheme, flight.endpoint.host, flight.endpoint.port, address)
+        flight.wake_at = min(flight.give_up_at, now + MAX_CONNECT_SECONDS)
+        return sock.connect_ex((address, flight.endpoint.port))
+
+    def _answered(self, flight: _Flight, answer: _Answer, *, complete: bool) -> None:
+        keep = complete and answer.reusable and answer.end == len(flight.answer)
+        self._finish(flight, WebhookOutcome(status=answer.status, retry_after=answer.retry_after), keep=keep)
+
+    def _head(self, flight: _Flight) -> _Answer | None:
+        """The head of the answer read so far; an answer that is not HTTP finishes ``flight``."""
+        try:
+            return _parse_answer(flight.answer)
+        except ValueError as exc:
+            self._finish(flight, WebhookOutcome(error=f"connection dropped: {exc}"))
+            return None
+
+    def _dropped(self, flight: _Flight, reason: str) -> int | None:
+        """A connection that closed before any answer: once more on a fresh one if time is left, else a failure."""
+        if flight.answer or flight.resent or time.monotonic() >= flight.give_up_at:
+            self._finish(flight, WebhookOutcome(error=f"connection dropped: {reason}"), keep=False)
+            return None
+        self._drop(flight)
+        flight.resent = True
+        flight.written = 0
+        flight.next_address = 0
+        flight.step = _Step.CONNECT
+        return self._step(flight)
+
+    def _expire(self, flight: _Flight) -> None:
+        trying = flight.step == _Step.CONNECT and flight.next_address < len(flight.addresses)
+        if trying and time.monotonic() < flight.give_up_at:
+            self._drop(flight)  # this address did not answer in time; the next one may
+            self._advance(flight)
+            return
+        if flight.step == _Step.LOOKUP:
+            error = f"dns lookup of {flight.endpoint.host} timed out"
+        elif flight.step in (_Step.CONNECT, _Step.HANDSHAKE):
+            error = "connection timed out"
+        elif flight.step == _Step.WRITE:
+            error = "timed out sending the request"
+        else:
+            answer = self._head(flight) if flight.answer else None
+            if flight not in self._flying:
+                return  # not HTTP
+            if answer is not None:
+                self._answered(flight, answer, complete=False)
+                return
+            error = "timed out waiting for the answer"
+        # An answer arriving later must not be read as the next POST's: the connection goes.
+        self._finish(flight, WebhookOutcome(error=error), keep=False)
+
+    def _finish(self, flight: _Flight, outcome: WebhookOutcome | Exception, *, keep: bool = False) -> None:
+        if keep and flight.sock is not None and flight.key is not None:
+            self._unwatch(flight)
+            self._sender._keep(flight.key, flight.sock)
+            flight.sock = None
+        else:
+            self._drop(flight)
+        self._flying.discard(flight)
+        self._sent[flight.index] = (outcome, time.perf_counter())
+
+    def _unwatch(self, flight: _Flight) -> None:
+        if flight.watched and flight.sock is not None:
+            self._selector.unregister(flight.sock)
+        flight.watched = 0
+
+    def _drop(self, flight: _Flight) -> None:
+        if flight.sock is not None:
+            self._unwatch(flight)
+            flight.sock.close()
+            flight.sock = None
 
 
-def _as_urllib3_error(exc: OSError | HTTPException, pool: HTTPConnectionPool, *, reading: bool) -> HTTPError:
-    """What urlopen raises for ``exc``, so a POST's outcome reads the same whichever way it was sent."""
-    timed_out = isinstance(exc, TimeoutError) or (
-        isinstance(exc, OSError) and exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
-    )
-    if reading and timed_out:
-        return ReadTimeoutError(pool, None, "Read timed out.")
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return SSLError(exc)
-    return ProtocolError("Connection aborted.", exc)
+def _request(endpoint: _Endpoint, headers: Mapping[str, str], body: bytes) -> bytes:
+    """The POST as bytes; raises ValueError for a header that would break the request's framing."""
+    lines = [f"POST {endpoint.target} HTTP/1.1", f"Host: {endpoint.host_header}"]
+    for name, value in headers.items():
+        if not _FIELD_NAME.fullmatch(name) or _FIELD_VALUE_FORBIDDEN.search(value):
+            raise ValueError(f"header {name!r} is not a valid HTTP field")
+        lines.append(f"{name}: {value}")
+    lines.append(f"Content-Length: {len(body)}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1") + body
 
 
-def _describe(exc: HTTPError) -> str:
-    """A short reason without the url (which may carry a token)."""
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, NewConnectionError):
-        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else type(cause).__name__
-        return f"connection failed: {reason}"
-    if isinstance(exc, ConnectTimeoutError):
-        return "connection timed out"
-    if isinstance(exc, ReadTimeoutError):
-        return "timed out waiting for the answer"
-    if isinstance(exc, SSLError):
-        detail = exc.args[0] if exc.args else cause
-        reason = getattr(detail, "verify_message", None) or getattr(detail, "reason", None) or str(detail)
-        return f"tls failed: {reason or type(detail).__name__}"[:300]
-    if isinstance(exc, ProtocolError):
-        detail = exc.args[1] if len(exc.args) > 1 else cause
-        return f"connection dropped: {type(detail).__name__}"
-    return f"request failed: {type(exc).__name__}"
+def _parse_answer(data: bytearray) -> _Answer | None:
+    """The answer's head, once all of it has arrived; raises ValueError (naming the fault) if it is not HTTP."""
+    start = 0
+    while True:
+        head_end = data.find(b"\r\n\r\n", start)
+        if head_end < 0:
+            if len(data) - start > MAX_HEAD_BYTES:
+                raise ValueError("LineTooLong")
+            return None
+        status_line, *fields = bytes(data[start:head_end]).decode("latin-1").split("\r\n")
+        version, _, rest = status_line.partition(" ")
+        code = rest[:3]
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise ValueError("BadStatusLine")
+        status = int(code)
+        body_start = head_end + 4
+        if 100 <= status < 200:
+            start = body_start  # an interim answer (103 Early Hints): the final one follows
+            continue
+        break
+    values: dict[str, str] = {}
+    for line in fields:
+        name, _, value = line.partition(":")
+        values.setdefault(name.strip().lower(), value.strip())
+    reusable = version == "HTTP/1.1" and values.get("connection", "").lower() != "close"
+    end: int | None
+    if status in (204, 304):
+        end = body_start
+    elif "transfer-encoding" in values:
+        end = _chunked_end(data, body_start) if values["transfer-encoding"].lower() == "chunked" else None
+        reusable = reusable and values["transfer-encoding"].lower() == "chunked"
+    elif "content-length" in values:
+        length = int(values["content-length"]) if values["content-length"].isdigit() else MAX_ANSWER_BYTES + 1
+        end = body_start + length if len(data) >= body_start + length else None
+    else:
+        end, reusable = None, False  # the body runs until the receiver closes: the status is all the relay needs
+    if (end or len(data)) - body_start > MAX_ANSWER_BYTES:
+        end, reusable = None, False
+    return _Answer(status, values.get("retry-after"), end, reusable)
+
+
+def _socket_of(flight: _Flight) -> socket.socket:
+    if flight.sock is None:
+        raise RuntimeError("a POST past its connection step has a socket")
+    return flight.sock
+
+
+def _chunked_end(data: bytearray, position: int) -> int | None:
+    """Where a chunked body that starts at ``position`` ends, or None while it is still arriving."""
+    while True:
+        line_end = data.find(b"\r\n", position)
+        if line_end < 0:
+            return None
+        size_text = bytes(data[position:line_end]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise ValueError("BadChunkSize") from None
+        if size == 0:
+            trailers_end = data.find(b"\r\n\r\n", line_end)  # the empty line after any trailer fields
+            return None if trailers_end < 0 else trailers_end + 4
+        position = line_end + 2 + size + 2
+        if position > len(data):
+            return None
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Whether an idle kept-alive connection has something to read: the receiver closed it (or sent junk)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _tls_failure(exc: ssl.SSLError | ssl.CertificateError) -> str:
+    reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc)
+    return f"tls failed: {reason or type(exc).__name__}"[:300]

@@ -6,8 +6,10 @@ loaded two-core machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -107,6 +109,16 @@ class FakeResolver:
         if host not in self.answers:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in self.answers[host]]
+
+
+def send_one(sender: WebhookSender, url: str, headers: dict[str, str]) -> WebhookOutcome:
+    """One POST of ``{}`` straight through the sender, to a loopback receiver."""
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        [(outcome, _)] = sender.send_all(
+            [WebhookPost(url, b"{}", headers, 5, allow_http=True, allow_private_network=True)], executor
+        )
+    assert isinstance(outcome, WebhookOutcome)
+    return outcome
 
 
 def deliver_one(fanout: Fanout, target: Target, secrets: list[str] | None = None) -> DeliveryResult:
@@ -372,14 +384,7 @@ def test_an_address_that_refuses_falls_back_to_the_next(receiver: Receiver) -> N
     resolver = FakeResolver({"two.relay.test": ["127.0.0.2", "127.0.0.1"]})
     sender = WebhookSender(resolver=resolver)
     try:
-        outcome = sender.send(
-            f"http://two.relay.test:{receiver.port}/hook",
-            b"{}",
-            {"content-type": "application/json"},
-            timeout_seconds=5,
-            allow_http=True,
-            allow_private_network=True,
-        )
+        outcome = send_one(sender, f"http://two.relay.test:{receiver.port}/hook", {"content-type": "application/json"})
     finally:
         sender.close()
 
@@ -596,7 +601,7 @@ def test_addresses_are_looked_up_again_after_the_ttl(receiver: Receiver) -> None
     url = f"http://hooks.relay.test:{receiver.port}/hook"
 
     def send() -> WebhookOutcome:
-        return sender.send(url, b"{}", {}, timeout_seconds=5, allow_http=True, allow_private_network=True)
+        return send_one(sender, url, {})
 
     try:
         first = send()
@@ -647,3 +652,152 @@ def test_failures_are_logged_without_secrets_or_body_and_counted(
 def test_no_targets_means_no_work(fanout: Fanout) -> None:
     """Given an event no destination wants, then there is nothing to deliver."""
     assert fanout.deliver(chat_event(), []) == []
+
+
+# --- issue 7, item 2: deadlines are real -------------------------------------------------------------------------
+# The bounds below are the timeout plus 1.5 s: generous on a loaded machine, yet below what the code before this
+# item took (it restarted the clock per step and per worker, so each of these took at least twice the timeout).
+
+
+class SlowResolver(FakeResolver):
+    """A resolver that answers only after ``seconds`` (or as soon as the test releases it)."""
+
+    def __init__(self, answers: dict[str, list[str]], seconds: float) -> None:
+        super().__init__(answers)
+        self.seconds = seconds
+        self.released = threading.Event()
+
+    def __call__(self, host: str, port: int, *args: object, **kwargs: object) -> list[tuple[Any, ...]]:
+        self.released.wait(self.seconds)
+        return super().__call__(host, port, *args, **kwargs)
+
+
+@pytest.fixture
+def slow_reader() -> Iterator[str]:
+    """A receiver that accepts connections and reads what it is sent 1 KiB every 0.1 s: its url."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def read_slowly() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                while not stop.wait(0.1) and connection.recv(1024):
+                    pass
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    stop.set()
+    listener.close()
+    reader.join(timeout=5)
+
+
+def test_issue7_item2_a_receiver_trickling_its_answer_cannot_hold_a_delivery_past_its_timeout(
+    fanout: Fanout, receiver: Receiver, kept_alive: bool
+) -> None:
+    """Given a receiver sending its answer one byte every 0.5 s and a 1 s timeout, then the delivery ends by then."""
+    if kept_alive:
+        keep_connections_to(fanout, receiver)
+    receiver.answer("/hook", Answer(status=200, trickle=0.5))
+    started = time.monotonic()
+
+    result = deliver_one(fanout, Target("crm", receiver.url(), timeout_seconds=1.0))
+
+    elapsed = time.monotonic() - started
+    assert (result.ok, result.status, result.retryable) == (False, None, True)
+    assert result.error == "timed out waiting for the answer"
+    assert 0.9 <= elapsed < 1.0 + 1.5
+
+
+def test_issue7_item2_a_slow_dns_lookup_counts_against_the_timeout(receiver: Receiver) -> None:
+    """Given a lookup that takes 5 s and a 1 s timeout, then the delivery gives up after about 1 s, untried."""
+    resolver = SlowResolver({"slow.relay.test": ["127.0.0.1"]}, seconds=5.0)
+    sender = WebhookSender(resolver=resolver)
+    fanout = Fanout(sender)
+    target = Target("crm", f"http://slow.relay.test:{receiver.port}/hook", timeout_seconds=1.0)
+    started = time.monotonic()
+    try:
+        result = deliver_one(fanout, target)
+        elapsed = time.monotonic() - started
+    finally:
+        resolver.released.set()
+        fanout.close()
+        sender.close()
+
+    assert (result.ok, result.status, result.retryable) == (False, None, True)
+    assert result.error == "dns lookup of slow.relay.test timed out"
+    assert 0.9 <= elapsed < 1.0 + 1.5
+    assert receiver.requests == []
+
+
+def test_issue7_item2_a_receiver_reading_slowly_cannot_hold_a_delivery_past_its_timeout(
+    sender: WebhookSender, slow_reader: str
+) -> None:
+    """Given a receiver taking a 16 MiB request in 1 KiB sips, then writing it ends with the 1 s timeout."""
+    post = WebhookPost(slow_reader, b"x" * (16 << 20), {}, 1.0, allow_http=True, allow_private_network=True)
+    started = time.monotonic()
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        [(outcome, _)] = sender.send_all([post], executor)
+
+    assert outcome == WebhookOutcome(error="timed out sending the request")
+    assert 0.9 <= time.monotonic() - started < 1.0 + 1.5
+
+
+def test_issue7_item2_seventeen_destinations_take_one_timeout_not_two(
+    fanout: Fanout, receivers: Callable[..., Receiver]
+) -> None:
+    """Given 17 destinations with a 2 s timeout whose receivers answer after 5 s, then all end after about 2 s.
+
+    Every deadline starts with the fan-out, whichever step or thread each delivery is at.
+    """
+    fleet = [receivers() for _ in range(17)]
+    for receiver in fleet:
+        receiver.answer("/hook", Answer(delay=5.0))
+    targets = [(Target(f"d{i}", r.url(), timeout_seconds=2.0), [SECRET]) for i, r in enumerate(fleet)]
+    started = time.monotonic()
+
+    results = fanout.deliver(chat_event(), targets)
+
+    elapsed = time.monotonic() - started
+    assert [result.error for result in results] == ["timed out waiting for the answer"] * 17
+    assert all(result.retryable for result in results)
+    assert 1.9 <= elapsed < 2.0 + 1.5
+    assert all(result.latency_ms < 3500 for result in results)
+
+
+def test_issue7_item2_no_delivery_runs_past_the_fanouts_deadline(
+    fanout: Fanout, receivers: Callable[..., Receiver], kept_alive: bool
+) -> None:
+    """Given destinations with a 10 s timeout and a fan-out deadline 1 s away, then every delivery ends by it.
+
+    A fast receiver still gets its delivery: the deadline cuts off only what is still under way.
+    """
+    slow, fast = receivers(), receivers()
+    if kept_alive:
+        keep_connections_to(fanout, slow, fast)
+    slow.answer("/hook", Answer(delay=5.0))
+    targets = [
+        (Target("slow", slow.url(), timeout_seconds=10.0), [SECRET]),
+        (Target("fast", fast.url(), timeout_seconds=10.0), [SECRET]),
+    ]
+    started = time.monotonic()
+
+    late, on_time = fanout.deliver(chat_event(), targets, deadline=started + 1.0)
+
+    assert (late.ok, late.error, late.retryable) == (False, "timed out waiting for the answer", True)
+    assert on_time.ok
+    assert 0.9 <= time.monotonic() - started < 1.0 + 1.5
+
+
+def test_issue7_item2_a_deadline_already_past_sends_nothing(fanout: Fanout, receiver: Receiver) -> None:
+    """Given a fan-out whose deadline has passed, then nothing is sent and every delivery is to be retried."""
+    [result] = fanout.deliver(chat_event(), [(Target("crm", receiver.url()), [SECRET])], deadline=time.monotonic())
+
+    assert (result.ok, result.status, result.retryable) == (False, None, True)
+    assert result.error == "not sent: no time left before the deadline"
+    assert receiver.requests == []
