@@ -312,6 +312,7 @@ class _Fanout:
 
     def __init__(self, sender: WebhookSender, flights: list[_Flight], executor: Executor, sent: list[Sent | None]):
         self._sender = sender
+        self._flights = flights
         self._flying = set(flights)
         self._executor = executor
         self._sent = sent
@@ -330,7 +331,7 @@ class _Fanout:
 
     def run(self) -> None:
         try:
-            for flight in list(self._flying):
+            for flight in self._flights:  # in the posts' order: the first written is the first answered
                 self._advance(flight)
             while self._flying:
                 wait = min(flight.wake_at for flight in self._flying) - time.monotonic()
