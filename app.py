@@ -12,6 +12,7 @@ from typing import Any
 from chalice.app import Chalice
 
 from chalicelib.handlers.chat_stream import chat_stream
+from chalicelib.handlers.chats_api import chats_api
 from chalicelib.handlers.contact_events import contact_events
 from chalicelib.handlers.contacts_api import contacts_api
 from chalicelib.handlers.docs import api_docs
@@ -34,4 +35,5 @@ app.register_blueprint(chat_stream)
 app.register_blueprint(flow)
 app.register_blueprint(streaming_api)
 app.register_blueprint(contacts_api)
+app.register_blueprint(chats_api)
 app.register_blueprint(api_docs)

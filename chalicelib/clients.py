@@ -16,7 +16,9 @@ from chalicelib.budget import refuse_attempt_past_deadline
 
 if TYPE_CHECKING:
     from mypy_boto3_connect import ConnectClient
+    from mypy_boto3_connectparticipant import ConnectParticipantClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_ssm import SSMClient
@@ -59,6 +61,21 @@ def connect_for_flow() -> ConnectClient:
 
 
 @cache
+def connectparticipant() -> ConnectParticipantClient:
+    """The Connect Participant Service client (its own endpoint: ``AWS_ENDPOINT_URL_CONNECTPARTICIPANT``).
+
+    Its calls carry the participant's bearer token; the service ignores the role's signature.
+    """
+    return boto3.client("connectparticipant", config=_CONNECT_CONFIG)
+
+
+@cache
+def kms() -> KMSClient:
+    """The KMS client (the participant connection's tokens are kept encrypted)."""
+    return boto3.client("kms", config=_DEFAULT_CONFIG)
+
+
+@cache
 def dynamodb() -> DynamoDBClient:
     """The DynamoDB client."""
     return boto3.client("dynamodb", config=_DEFAULT_CONFIG)
@@ -92,5 +109,15 @@ def secretsmanager() -> SecretsManagerClient:
 
 def reset() -> None:
     """Forget every client (tests, and the demo when it repoints endpoints)."""
-    for factory in (connect, connect_for_flow, dynamodb, dynamodb_for_flow, s3, ssm, secretsmanager):
+    for factory in (
+        connect,
+        connect_for_flow,
+        connectparticipant,
+        kms,
+        dynamodb,
+        dynamodb_for_flow,
+        s3,
+        ssm,
+        secretsmanager,
+    ):
         factory.cache_clear()

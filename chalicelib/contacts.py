@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -56,6 +56,7 @@ CHAT_FIELDS: Final = frozenset(
         "persistent_chat",
         "related_contact_id",
         "flow",
+        "participant_connection",
     }
 )
 
@@ -66,10 +67,14 @@ _EMAIL: Final = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+\Z")
 
 @dataclass(frozen=True)
 class ContactStart:
-    """A validated start: the configured flow's name and the keyword arguments of Connect's call."""
+    """A validated start: the configured flow's name and the keyword arguments of Connect's call.
+
+    ``hold_connection``: the relay opens the chat's participant connection and keeps it (a two-way chat).
+    """
 
     flow: str
     request: dict[str, Any]
+    hold_connection: bool = False
 
 
 def webrtc_start(body: Mapping[str, Any], idempotency_key: str | None, settings: Settings) -> ContactStart:
@@ -97,8 +102,14 @@ def chat_start(body: Mapping[str, Any], idempotency_key: str | None, settings: S
     if related is not None and persistent is not None:
         check.problem("related_contact_id", "cannot be combined with persistent_chat (Connect takes one or the other)")
     _optional(request, "RelatedContactId", related)
+    hold = body.get("participant_connection", False)
+    if not isinstance(hold, bool):
+        check.problem("participant_connection", "must be true or false")
+    elif hold and settings.participant_token_key_id is None:
+        # Refused before Connect starts a chat the relay could not hold.
+        raise SettingsError("PARTICIPANT_TOKEN_KEY_ID must be set for the relay to hold participant connections")
     request["ChatStreamingConfiguration"] = {"StreamingEndpointArn": settings.streaming_topic_arn}
-    return draft.finish(idempotency_key)
+    return replace(draft.finish(idempotency_key), hold_connection=hold is True)
 
 
 @dataclass

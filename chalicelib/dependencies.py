@@ -8,17 +8,22 @@ from __future__ import annotations
 from functools import cache
 
 from chalicelib import clients
+from chalicelib.adapters.attachment_files import AttachmentFiles
+from chalicelib.adapters.chat_connections import ChatConnections
 from chalicelib.adapters.client_tokens import ClientTokenLedger
 from chalicelib.adapters.connect import ConnectGateway
+from chalicelib.adapters.participant import ParticipantGateway
 from chalicelib.adapters.quarantine import Quarantine
 from chalicelib.adapters.secrets import SecretResolver
 from chalicelib.adapters.streams_table import StreamsTable
 from chalicelib.adapters.webhooks import WebhookSender
 from chalicelib.delivery import Fanout
 from chalicelib.destinations import RelayConfig, relay_config
+from chalicelib.errors import SettingsError
 from chalicelib.relay import Relay
 from chalicelib.settings import get_settings
 from chalicelib.streaming import StreamingStarter
+from chalicelib.two_way_chats import TwoWayChats
 
 
 @cache
@@ -56,6 +61,21 @@ def client_token_ledger() -> ClientTokenLedger:
 
 
 @cache
+def two_way_chats() -> TwoWayChats:
+    """The customer's side of the chats the relay holds a participant connection for."""
+    settings = get_settings()
+    if settings.participant_token_key_id is None:
+        raise SettingsError("PARTICIPANT_TOKEN_KEY_ID must be set for the relay to hold participant connections")
+    return TwoWayChats(
+        ParticipantGateway(clients.connectparticipant()),
+        ChatConnections(
+            clients.dynamodb(), clients.kms(), settings.streams_table_name, settings.participant_token_key_id
+        ),
+        AttachmentFiles(),
+    )
+
+
+@cache
 def quarantine() -> Quarantine:
     """Where unreadable items and undelivered events are kept."""
     settings = get_settings()
@@ -87,7 +107,15 @@ def relay() -> Relay:
 
 def reset() -> None:
     """Forget every collaborator, the settings and the clients."""
-    for factory in (streaming_starter, flow_streaming_starter, connect_gateway, client_token_ledger, quarantine, relay):
+    for factory in (
+        streaming_starter,
+        flow_streaming_starter,
+        connect_gateway,
+        client_token_ledger,
+        two_way_chats,
+        quarantine,
+        relay,
+    ):
         factory.cache_clear()
     get_settings.cache_clear()
     clients.reset()

@@ -86,3 +86,68 @@ class ConnectUnavailableError(ConnectError):
 
 class StreamingNotFoundError(RelayError):
     """The relay holds no streaming id for the contact, so it cannot stop a stream it did not start."""
+
+
+class ChatError(RelayError):
+    """A two-way chat call failed. ``code`` and the message are the relay's own words, never Connect's text.
+
+    ``connect_code`` keeps Connect's error code for logs and metrics; callers never see it.
+    """
+
+    http_status = 502
+    code = "ConnectUnavailable"
+
+    def __init__(self, message: str, *, connect_code: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.connect_code = connect_code
+        self.retry_after = retry_after
+
+
+class ChatNotFoundError(ChatError):
+    """The relay holds no participant connection for this chat, or not for this caller."""
+
+    http_status = 404
+    code = "ChatNotFound"
+
+
+class ChatEndedError(ChatError):
+    """Connect no longer accepts the participant: the chat ended or the customer left it."""
+
+    http_status = 410
+    code = "ChatEnded"
+
+
+class ChatConnectionExpiredError(ChatError):
+    """Connect refused the connection token (AccessDeniedException): it expired or was replaced; renew it."""
+
+    http_status = 410
+    code = "ChatEnded"
+
+
+class ChatRejectedError(ChatError):
+    """Connect judged the request invalid (ValidationException)."""
+
+    http_status = 400
+    code = "ConnectRejected"
+
+
+class ChatConflictError(ChatError):
+    """Connect refused the call as conflicting (ConflictException) or over a quota (ServiceQuotaExceededException)."""
+
+    http_status = 409
+    code = "ConnectConflict"
+
+
+class ChatThrottledError(ChatError):
+    """Connect throttled the call; ``retry_after`` says when to try again."""
+
+    http_status = 429
+    code = "Throttled"
+
+
+class ChatUnavailableError(ChatError):
+    """Connect failed internally, or could not be reached, after the client's own retries."""
+
+    http_status = 502
+    code = "ConnectUnavailable"

@@ -23,6 +23,13 @@ SNS_TOPIC_ARN = re.compile(
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9-]{1,100}\Z")
 FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 # A browser's Origin: scheme, host and optional port; never a path, a wildcard or "null".
+# A KMS key by ARN, alias ARN, alias name or id.
+KMS_KEY = re.compile(
+    r"^(arn:aws[a-zA-Z-]*:kms:[a-z0-9-]+:\d{12}:(key/[A-Za-z0-9-]{1,100}|alias/[A-Za-z0-9/_-]{1,250})"
+    r"|alias/[A-Za-z0-9/_-]{1,250}|[A-Za-z0-9-]{1,100})\Z"
+)
+# S3 keeps a pre-signed link valid at most 7 days.
+MAX_LINK_SECONDS = 604_800
 CORS_ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?\Z")
 DEFAULT_DETAIL_TYPE = "Amazon Connect Contact Event"
 # Stages where the destinations' development switches (allow_http, allow_private_network, allow_literal_secrets)
@@ -51,6 +58,9 @@ class Settings:
     cors_allowed_origins: tuple[str, ...] = ()
     # Whether destinations may use allow_http, allow_private_network and allow_literal_secrets.
     development_switches: bool = True
+    participant_token_key_id: str | None = None
+    attachments_prefix: str = "attachments/"
+    attachment_link_seconds: int = 3_600
 
 
 class _Reader:
@@ -130,6 +140,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if override not in {"true", "false"}:
         read.problems.append(f"{DEVELOPMENT_SWITCHES_OVERRIDE}={override!r} is invalid (expected true or false)")
 
+    token_key = read.optional("PARTICIPANT_TOKEN_KEY_ID") or None
+    if token_key is not None and not KMS_KEY.match(token_key):
+        read.problems.append("PARTICIPANT_TOKEN_KEY_ID is invalid (expected a KMS key ARN, alias ARN, alias or key id)")
+    attachments_prefix = read.optional("ATTACHMENTS_PREFIX", "attachments/")
+    link_seconds = read.integer("ATTACHMENT_LINK_SECONDS", 3_600, 60, MAX_LINK_SECONDS)
+
     if read.problems:
         raise SettingsError("invalid relay settings: " + "; ".join(read.problems))
     return Settings(
@@ -147,6 +163,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         default_flow=default_flow,
         cors_allowed_origins=cors_origins,
         development_switches=stage not in PRODUCTION_STAGES or override == "true",
+        participant_token_key_id=token_key,
+        attachments_prefix=attachments_prefix,
+        attachment_link_seconds=link_seconds,
     )
 
 

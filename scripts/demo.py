@@ -1,7 +1,8 @@
 """`make demo`: the whole relay, end to end, on emulated AWS with no account.
 
-moto serves SNS, SQS, DynamoDB and S3 on 127.0.0.1 and an emulated Connect serves its streaming calls; the
-relay's clients reach them through ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_CONNECT``, as they would reach AWS.
+moto serves SNS, SQS, DynamoDB, S3 and KMS on 127.0.0.1 and an emulated Connect serves its streaming calls and the
+Participant Service; the relay's clients reach them through ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_CONNECT`` and
+``AWS_ENDPOINT_URL_CONNECTPARTICIPANT``, as they would reach AWS.
 A scripted chat flows through the real handlers (contact flow, contact events, the chat stream) to webhook
 receivers on 127.0.0.1, one of which verifies every signature with the ``standardwebhooks`` package.
 Writes ``.relay-demo/deliveries.jsonl`` (every delivery each receiver got) and ``.relay-demo/config.json``.
@@ -79,6 +80,7 @@ class World:
                 "AWS_REGION": REGION,
                 "AWS_ENDPOINT_URL": f"http://{host}:{port}",
                 "AWS_ENDPOINT_URL_CONNECT": connect_url,
+                "AWS_ENDPOINT_URL_CONNECTPARTICIPANT": connect_url,
                 "RELAY_CONFIG_FILE": str(OUT / "config.json"),
             }
         )
@@ -134,6 +136,9 @@ class World:
             BillingMode="PAY_PER_REQUEST",
         )
         boto3.client("s3").create_bucket(Bucket=STAGE_ENV["QUARANTINE_BUCKET"])
+        kms = boto3.client("kms")
+        key_id = kms.create_key(Description="participant tokens")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=STAGE_ENV["PARTICIPANT_TOKEN_KEY_ID"], TargetKeyId=key_id)
 
     def close(self) -> None:
         for receiver in self.receivers.values():

@@ -4,6 +4,12 @@ moto implements none of Connect's streaming calls, so this speaks Connect's REST
 relay makes (StartContactStreaming, StopContactStreaming, StartChatContact, StartWebRTCContact). boto3 reaches it
 through ``AWS_ENDPOINT_URL_CONNECT``, exactly as the relay's code runs in Lambda. Like Connect, it publishes a
 chat's items to the streaming topic only once streaming has started for the chat, and at most to two topics.
+
+The same server is the Participant Service (``AWS_ENDPOINT_URL_CONNECTPARTICIPANT``): CreateParticipantConnection
+with a chat's participant token, then SendMessage, SendEvent, StartAttachmentUpload (its pre-signed URL is this
+server's ``/upload/<id>``), CompleteAttachmentUpload, GetAttachment (``/download/<id>``), GetTranscript and
+DisconnectParticipant with the connection token, as ``X-Amz-Bearer``. What the customer sends becomes a chat item,
+in the transcript and on the stream, like every other item. Errors carry Connect's codes and statuses.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,6 +26,57 @@ from typing import Any
 import boto3
 
 MAX_STREAMING_ENDPOINTS = 2
+MAX_MESSAGE_BYTES = 16_384
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+CONNECTION_SECONDS = 3_600
+MESSAGE_TYPES = (
+    "text/plain",
+    "text/markdown",
+    "application/json",
+    "application/vnd.amazonaws.connect.message.interactive.response",
+)
+EVENT_PREFIX = "application/vnd.amazonaws.connect.event."
+EVENT_TYPES = tuple(
+    EVENT_PREFIX + suffix for suffix in ("typing", "message.read", "message.delivered", "connection.acknowledged")
+)
+PARTICIPANT_ROUTES = {
+    "/participant/connection": "create_participant_connection",
+    "/participant/message": "send_message",
+    "/participant/event": "send_event",
+    "/participant/start-attachment-upload": "start_attachment_upload",
+    "/participant/complete-attachment-upload": "complete_attachment_upload",
+    "/participant/attachment": "get_attachment",
+    "/participant/transcript": "get_transcript",
+    "/participant/disconnect": "disconnect_participant",
+}
+
+
+@dataclass
+class Participant:
+    """The customer of a chat, as the Participant Service knows them by their participant token."""
+
+    contact_id: str
+    participant_id: str
+    display_name: str
+    connected: bool = False
+    left: bool = False
+
+
+@dataclass
+class Upload:
+    """An attachment between StartAttachmentUpload and GetAttachment."""
+
+    attachment_id: str
+    contact_id: str
+    name: str
+    content_type: str
+    size: int
+    data: bytes | None = None
+    status: str = "IN_PROGRESS"
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
 
 
 @dataclass
@@ -49,9 +107,17 @@ class EmulatedConnect:
         self.chats: dict[str, Chat] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.dropped: list[dict[str, Any]] = []
-        self._tokens: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._tokens: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self.url = ""
+        self.participants: dict[str, Participant] = {}  # participant token -> participant
+        self.connections: dict[str, tuple[str, float]] = {}  # connection token -> (participant token, expiry)
+        self.transcripts: dict[str, list[dict[str, Any]]] = {}  # initial contact id -> items, oldest first
+        self.uploads: dict[str, Upload] = {}
+        # Connect's attachment scan (a Lambda the instance may configure): APPROVED or REJECTED.
+        self.scan: Callable[[str, bytes], str] = lambda name, data: "APPROVED"
+        self._failures: dict[str, list[ConnectError]] = {}
 
     # -- the chat's life, driven by the demo ---------------------------------------------------------------
     def open_chat(self, instance_id: str, contact_id: str | None = None) -> str:
@@ -72,6 +138,7 @@ class EmulatedConnect:
         Returns False when no stream is on yet: Connect never publishes items sent before streaming started.
         """
         chat = self.chats[item["InitialContactId"]]
+        self.transcripts.setdefault(chat.initial_contact_id, []).append(item)
         if not chat.topics:
             self.dropped.append(item)
             return False
@@ -96,18 +163,53 @@ class EmulatedConnect:
         return True
 
     # -- the API ---------------------------------------------------------------------------------------------
-    def call(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Answer one API call (or raise ConnectError)."""
+    def call(self, operation: str, body: dict[str, Any], bearer: str | None = None) -> dict[str, Any]:
+        """Answer one API call (or raise ConnectError); ``bearer`` is the Participant Service's X-Amz-Bearer."""
         with self._lock:
             self.calls.append((operation, body))
+            if self._failures.get(operation):
+                raise self._failures[operation].pop(0)
             token = body.get("ClientToken")
-            kept = self._tokens.get(token) if token else None
-            if kept is not None and kept[0] == operation:
-                return kept[1]  # Connect answers a repeated ClientToken with its first answer.
-            answer: dict[str, Any] = getattr(self, "_" + operation)(body)
+            # A participant's ClientTokens are theirs: the same token from another chat is another request.
+            scope = self._scope(bearer)
+            kept = self._tokens.get((operation, scope, token)) if token else None
+            if kept is not None:
+                return kept  # Connect answers a repeated ClientToken with its first answer.
+            handler = getattr(self, "_" + operation)
+            answer: dict[str, Any] = (
+                handler(body, bearer) if operation in PARTICIPANT_ROUTES.values() else handler(body)
+            )
             if token:
-                self._tokens[token] = (operation, answer)
+                self._tokens[(operation, scope, token)] = answer
             return answer
+
+    def fail(self, operation: str, code: str, status: int, message: str, *, times: int = 1) -> None:
+        """The next ``times`` calls of an operation answer this error, as Connect would."""
+        with self._lock:
+            self._failures.setdefault(operation, []).extend(ConnectError(code, status, message) for _ in range(times))
+
+    def expire_connections(self, contact_id: str) -> None:
+        """Every connection token of the chat's customer expires now (they can be renewed with the participant's)."""
+        with self._lock:
+            for connection, (participant_token, _expiry) in list(self.connections.items()):
+                if self.participants[participant_token].contact_id == contact_id:
+                    self.connections[connection] = (participant_token, 0.0)
+
+    def upload(self, attachment_id: str, data: bytes, content_type: str) -> int:
+        """Connect's storage receiving a PUT to an upload URL; returns the HTTP status."""
+        with self._lock:
+            upload = self.uploads.get(attachment_id)
+            if upload is None or upload.data is not None:
+                return 403
+            if content_type != upload.content_type or len(data) != upload.size:
+                return 400  # the pre-signed URL signed the content type; Connect checks the size at completion
+            upload.data = data
+            return 200
+
+    def download(self, attachment_id: str) -> bytes | None:
+        """Connect's storage answering a GET of a download URL."""
+        upload = self.uploads.get(attachment_id)
+        return upload.data if upload is not None and upload.status == "APPROVED" else None
 
     def _chat(self, body: dict[str, Any]) -> Chat:
         chat = self.chats.get(body.get("ContactId", ""))
@@ -147,6 +249,11 @@ class EmulatedConnect:
         streaming = body.get("ChatStreamingConfiguration")
         if streaming:
             chat.topics[streaming["StreamingEndpointArn"]] = answer["StreamingId"] = str(uuid.uuid4())
+        self.participants[answer["ParticipantToken"]] = Participant(
+            contact_id=contact_id,
+            participant_id=answer["ParticipantId"],
+            display_name=body.get("ParticipantDetails", {}).get("DisplayName", "Customer"),
+        )
         return answer
 
     def _start_web_rtc_contact(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +280,156 @@ class EmulatedConnect:
             "ParticipantToken": "emulated-participant-token-" + uuid.uuid4().hex,
         }
 
+    # -- the Participant Service -------------------------------------------------------------------------------
+    def _scope(self, bearer: str | None) -> str:
+        if bearer is None:
+            return ""
+        connection = self.connections.get(bearer)
+        return connection[0] if connection is not None else bearer
+
+    def _customer(self, bearer: str | None) -> tuple[Participant, Chat]:
+        """The participant a connection token belongs to; AccessDenied when it expired, or the chat is over."""
+        connection = self.connections.get(bearer or "")
+        if connection is None or connection[1] <= time.time():
+            raise ConnectError(
+                "AccessDeniedException", 403, "You do not have sufficient access to perform this action."
+            )
+        participant = self.participants[connection[0]]
+        chat = self.chats[participant.contact_id]
+        if participant.left or chat.ended:
+            raise ConnectError(
+                "AccessDeniedException", 403, "You do not have sufficient access to perform this action."
+            )
+        return participant, chat
+
+    def _customer_item(self, participant: Participant, **fields: Any) -> dict[str, Any]:
+        item = chat_item(
+            participant.contact_id,
+            participant=(participant.participant_id, "CUSTOMER", participant.display_name),
+            **fields,
+        )
+        self.publish(item)
+        return item
+
+    def _create_participant_connection(self, body: dict[str, Any], bearer: str | None) -> dict[str, Any]:
+        participant = self.participants.get(bearer or "")
+        if participant is None or participant.left or self.chats[participant.contact_id].ended:
+            raise ConnectError(
+                "AccessDeniedException", 403, "You do not have sufficient access to perform this action."
+            )
+        if "CONNECTION_CREDENTIALS" not in (body.get("Type") or []):
+            raise ConnectError("ValidationException", 400, "Type must include CONNECTION_CREDENTIALS here")
+        participant.connected = participant.connected or bool(body.get("ConnectParticipant"))
+        token = "emulated-connection-token-" + uuid.uuid4().hex
+        expiry = time.time() + CONNECTION_SECONDS
+        self.connections[token] = (bearer or "", expiry)
+        return {"ConnectionCredentials": {"ConnectionToken": token, "Expiry": _iso(expiry)}}
+
+    def _send_message(self, body: dict[str, Any], bearer: str | None) -> dict[str, Any]:
+        participant, _chat = self._customer(bearer)
+        content_type, content = body.get("ContentType"), body.get("Content") or ""
+        if content_type not in MESSAGE_TYPES:
+            raise ConnectError("ValidationException", 400, f"Unsupported content type {content_type}")
+        if not content or len(content.encode()) > MAX_MESSAGE_BYTES:
+            raise ConnectError("ValidationException", 400, "Content is empty or too long")
+        item = self._customer_item(participant, type_="MESSAGE", content_type=content_type, content=content)
+        return {"Id": item["Id"], "AbsoluteTime": item["AbsoluteTime"]}
+
+    def _send_event(self, body: dict[str, Any], bearer: str | None) -> dict[str, Any]:
+        participant, _chat = self._customer(bearer)
+        content_type = body.get("ContentType")
+        if content_type not in EVENT_TYPES:
+            raise ConnectError("ValidationException", 400, f"Unsupported content type {content_type}")
+        extra: dict[str, Any] = {}
+        if content_type in (EVENT_PREFIX + "message.read", EVENT_PREFIX + "message.delivered"):
+            try:
+                message_id = json.loads(body.get("Content") or "")["messageId"]
+            except (ValueError, KeyError, TypeError):
+                raise ConnectError("ValidationException", 400, "Content must name the messageId") from None
+            moment = "ReadTimestamp" if content_type.endswith("read") else "DeliveredTimestamp"
+            extra["MessageMetadata"] = {
+                "MessageId": message_id,
+                "Receipts": [{moment: _iso(time.time()), "RecipientParticipantId": participant.participant_id}],
+            }
+        item = self._customer_item(participant, type_="EVENT", content_type=content_type, **extra)
+        return {"Id": item["Id"], "AbsoluteTime": item["AbsoluteTime"]}
+
+    def _start_attachment_upload(self, body: dict[str, Any], bearer: str | None) -> dict[str, Any]:
+        participant, _chat = self._customer(bearer)
+        size = int(body.get("AttachmentSizeInBytes") or 0)
+        if not 0 < size <= MAX_ATTACHMENT_BYTES:
+            raise ConnectError("ValidationException", 400, "Attachment size is out of bounds")
+        upload = Upload(
+            attachment_id=str(uuid.uuid4()),
+            contact_id=participant.contact_id,
+            name=body["AttachmentName"],
+            content_type=body["ContentType"],
+            size=size,
+        )
+        self.uploads[upload.attachment_id] = upload
+        return {
+            "AttachmentId": upload.attachment_id,
+            "UploadMetadata": {
+                "Url": f"{self.url}/upload/{upload.attachment_id}",
+                "UrlExpiry": _iso(time.time() + 300),
+                "HeadersToInclude": {"Content-Type": upload.content_type},
+            },
+        }
+
+    def _complete_attachment_upload(self, body: dict[str, Any], bearer: str | None) -> dict[str, Any]:
+        participant, _chat = self._customer(bearer)
+        for attachment_id in body.get("AttachmentIds") or []:
+            upload = self.uploads.get(attachment_id)
+            if upload is None or upload.contact_id != participant.contact_id or upload.data is None:
+                raise ConnectError("ValidationException", 400, "The attachment was not uploaded")
+            if upload.status != "IN_PROGRESS":
+                raise ConnectError("ConflictException", 409, "The attachment upload is already complete")
+            upload.status = self.scan(upload.name, upload.data)
+            attachment = {
+                "AttachmentId": upload.attachment_id,
+                "AttachmentName": upload.name,
+                "ContentType": upload.content_type,
+                "Status": upload.status,
+            }
+            self._customer_item(
+                participant, type_="ATTACHMENT", content_type=upload.content_type, Attachments=[attachment]
+            )
+        return {}
+
+    def _get_attachment(self, body: dict[str, Any], bearer: str | None) -> dict[str, Any]:
+        participant, _chat = self._customer(bearer)
+        upload = self.uploads.get(body.get("AttachmentId", ""))
+        if upload is None or upload.contact_id != participant.contact_id:
+            raise ConnectError("ValidationException", 400, "No such attachment")
+        if upload.status != "APPROVED":
+            raise ConnectError("ValidationException", 400, "The attachment is not available")
+        return {
+            "Url": f"{self.url}/download/{upload.attachment_id}",
+            "UrlExpiry": _iso(time.time() + int(body.get("UrlExpiryInSeconds") or 300)),
+            "AttachmentSizeInBytes": upload.size,
+        }
+
+    def _get_transcript(self, body: dict[str, Any], bearer: str | None) -> dict[str, Any]:
+        _participant, chat = self._customer(bearer)
+        items = list(self.transcripts.get(chat.initial_contact_id, []))
+        if body.get("SortOrder") == "DESCENDING":
+            items.reverse()
+        start = int(body.get("NextToken") or 0)
+        size = int(body.get("MaxResults") or 15)
+        answer: dict[str, Any] = {
+            "InitialContactId": chat.initial_contact_id,
+            "Transcript": items[start : start + size],
+        }
+        if start + size < len(items):
+            answer["NextToken"] = str(start + size)
+        return answer
+
+    def _disconnect_participant(self, body: dict[str, Any], bearer: str | None) -> dict[str, Any]:
+        participant, _chat = self._customer(bearer)
+        self._customer_item(participant, type_="EVENT", content_type=EVENT_PREFIX + "participant.left")
+        participant.left = True
+        return {}
+
     # -- the HTTP server -------------------------------------------------------------------------------------
     def start(self) -> str:
         """Serve on an ephemeral port of 127.0.0.1; returns the endpoint URL."""
@@ -184,28 +441,43 @@ class EmulatedConnect:
             ("PUT", "/contact/webrtc"): "start_web_rtc_contact",
         }
 
+        routes.update({("POST", path): operation for path, operation in PARTICIPANT_ROUTES.items()})
+
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                operation = routes.get((self.command, self.path.split("?")[0]))
+                raw = self.rfile.read(length)
+                path = self.path.split("?")[0]
+                if path.startswith("/upload/") and self.command == "PUT":
+                    status = emulated.upload(path.removeprefix("/upload/"), raw, self.headers.get("Content-Type", ""))
+                    self._send(status, b"", "application/xml", {})
+                    return
+                if path.startswith("/download/") and self.command == "GET":
+                    data = emulated.download(path.removeprefix("/download/"))
+                    self._send(200 if data is not None else 403, data or b"", "application/octet-stream", {})
+                    return
+                operation = routes.get((self.command, path))
                 try:
                     if operation is None:
                         raise ConnectError("UnknownOperationException", 404, f"{self.command} {self.path}")
-                    status, answer, headers = 200, emulated.call(operation, body), {}
+                    body = json.loads(raw or b"{}")
+                    answer = emulated.call(operation, body, self.headers.get("X-Amz-Bearer"))
+                    status, headers = 200, {}
                 except ConnectError as exc:
                     status, answer = exc.status, {"Message": exc.args[0]}
                     headers = {"x-amzn-ErrorType": exc.code}
-                payload = json.dumps(answer).encode()
+                self._send(status, json.dumps(answer).encode(), "application/json", headers)
+
+            def _send(self, status: int, payload: bytes, content_type: str, headers: dict[str, str]) -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_POST = do_PUT = _answer
+            do_POST = do_PUT = do_GET = _answer
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -213,7 +485,8 @@ class EmulatedConnect:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True, name="emulated-connect").start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.url
 
     def stop(self) -> None:
         """Stop serving."""

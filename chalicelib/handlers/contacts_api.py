@@ -16,7 +16,7 @@ from chalicelib import dependencies
 from chalicelib.contacts import IDEMPOTENCY_HEADER, ContactStart, call_started_event, chat_start, webrtc_start
 from chalicelib.errors import ConnectUnavailableError, RelayError, SettingsError
 from chalicelib.events import RelayEvent
-from chalicelib.handlers.http import error_response, json_body, json_response, route_auth
+from chalicelib.handlers.http import error_response, json_body, json_response, principal_of, route_auth
 from chalicelib.observability import contact_keys, count, logger
 from chalicelib.settings import Settings, get_settings
 
@@ -110,8 +110,33 @@ def _start_chat(request: Request) -> Response:
         replayed = _replayed("chat", start, contact_id)
         count("ChatContactStarted")
         logger.info("chat started", extra={"flow": start.flow, "replayed": replayed})
-    body = {key: answer[key] for key in _CHAT_ANSWER_KEYS if answer.get(key) is not None}
+        body = {key: answer[key] for key in _CHAT_ANSWER_KEYS if answer.get(key) is not None}
+        if start.hold_connection:
+            try:
+                _hold_connection(request, start, answer, contact_id)
+            except RelayError as exc:
+                # The chat exists: a retry with the same Idempotency-Key finds it and opens its connection.
+                logger.warning("participant connection not opened", extra={"reason": type(exc).__name__})
+                count("ParticipantConnectionFailed")
+                return error_response(exc)
+            body["ConnectionHeldByRelay"] = True
     return json_response(201, body, {REPLAYED_HEADER: "true"} if replayed else None)
+
+
+def _hold_connection(request: Request, start: ContactStart, answer: dict[str, Any], contact_id: str) -> None:
+    """Open the chat's participant connection and keep it: the relay then writes the customer's side."""
+    participant_token = answer.get("ParticipantToken")
+    if not isinstance(participant_token, str) or not participant_token:
+        raise ConnectUnavailableError("InvalidAnswer", "Connect's answer has no ParticipantToken")
+    participant_id = answer.get("ParticipantId")
+    dependencies.two_way_chats().open(
+        contact_id=contact_id,
+        participant_id=participant_id if isinstance(participant_id, str) else None,
+        participant_token=participant_token,
+        principal=principal_of(request),
+        chat_minutes=start.request.get("ChatDurationInMinutes"),
+    )
+    count("ParticipantConnectionHeld")
 
 
 def _contact_id(answer: dict[str, Any]) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalice.app import CognitoUserPoolAuthorizer, IAMAuthorizer, Response
+from chalice.app import CognitoUserPoolAuthorizer, IAMAuthorizer, Request, Response
 
 from chalicelib.errors import (
+    ChatError,
     ConnectError,
     ConnectThrottledError,
     FieldProblem,
@@ -39,6 +40,27 @@ def route_auth() -> dict[str, Any]:
     return {"authorizer": IAMAuthorizer()}
 
 
+def principal_of(request: Request) -> str:
+    """Who called, as API Gateway's authorisation established it.
+
+    ``"apikey:<id>"``, ``"cognito:<sub>"`` or ``"iam:<arn>"``; ``"anonymous"`` when the request carries none
+    (a route without authorisation, or a local run).
+    """
+    context = request.context if isinstance(request.context, dict) else {}
+    claims = (context.get("authorizer") or {}).get("claims") or {}
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    if isinstance(sub, str) and sub:
+        return f"cognito:{sub}"
+    identity = context.get("identity") or {}
+    api_key_id = identity.get("apiKeyId")
+    if isinstance(api_key_id, str) and api_key_id:
+        return f"apikey:{api_key_id}"
+    user_arn = identity.get("userArn")
+    if isinstance(user_arn, str) and user_arn:
+        return f"iam:{user_arn}"
+    return "anonymous"
+
+
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     """A JSON answer."""
     return Response(
@@ -60,6 +82,11 @@ def error_response(exc: Exception) -> Response:
     """The answer for a failure; a bare 500 only for what nobody foresaw."""
     if isinstance(exc, RequestValidationError):
         return problems_response(exc.problems)
+    if isinstance(exc, ChatError):
+        # The relay's own words: Connect's message stays in the logs, with its code.
+        logger.info("chat call refused", extra={"error": exc.code, "connect_code": exc.connect_code})
+        retry = {"Retry-After": str(exc.retry_after or 1)} if exc.http_status == 429 else None
+        return json_response(exc.http_status, {"error": exc.code, "message": exc.message}, retry)
     if isinstance(exc, ConnectThrottledError):
         return json_response(
             429,

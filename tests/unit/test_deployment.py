@@ -37,8 +37,18 @@ def test_every_function_has_its_own_narrow_policy(stage: str, function: str) -> 
         assert statement["Effect"] == "Allow"
         assert all(action != "*" and not action.endswith(":*") for action in statement["Action"])
         assert all(
-            resource != "*" and (stage in resource or "instance/" in resource) for resource in statement["Resource"]
+            resource != "*" and (stage in resource or "instance/" in resource or _stage_key(statement, stage))
+            for resource in statement["Resource"]
         )
+
+
+def _stage_key(statement: dict[str, Any], stage: str) -> bool:
+    """A KMS statement on keys is narrowed to the stage's key by its alias, and to the relay's own ciphertexts."""
+    condition = statement.get("Condition", {})
+    return all(resource.startswith("arn:aws:kms:") for resource in statement["Resource"]) and condition == {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": f"alias/connect-chat-relay-{stage}-participant-tokens"},
+        "StringEquals": {"kms:EncryptionContext:purpose": "connect-chat-relay/participant-connection"},
+    }
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -73,4 +83,8 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "s3:PutObject",
         "ssm:GetParameter",
         "secretsmanager:GetSecretValue",
+        # Two-way chats: the participant connection's tokens (the Participant Service itself takes no IAM action:
+        # its calls carry the participant's bearer token).
+        "kms:Encrypt",
+        "kms:Decrypt",
     }

@@ -1,0 +1,398 @@
+"""Two-way chats: the relay writes the customer's side of a chat into Connect, through the participant connection
+it opened when it started the chat.
+
+The request builders are pure: each checks a client's body against Connect's documented limits (botocore checks
+none of the byte counts) and lists every invalid field at once. :class:`TwoWayChats` decides: it finds the chat's
+connection (only for the principal that started the chat), renews an expired one with the kept participant token,
+and makes the Participant Service call.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from chalicelib.errors import (
+    ChatConnectionExpiredError,
+    ChatEndedError,
+    ChatNotFoundError,
+    ChatUnavailableError,
+    FieldProblem,
+    RequestValidationError,
+)
+from chalicelib.strict_json import STRICT_JSON
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.attachment_files import AttachmentFiles
+    from chalicelib.adapters.chat_connections import ChatConnections, HeldConnection
+    from chalicelib.adapters.participant import AttachmentDownload, ParticipantGateway
+
+T = TypeVar("T")
+
+# SendMessage: "Maximum of 16,384 bytes for all content types".
+MESSAGE_CONTENT_TYPES: Final = ("text/plain", "text/markdown", "application/json")
+MAX_MESSAGE_BYTES: Final = 16_384
+MAX_ITEM_ID: Final = 256
+_EVENT_PREFIX: Final = "application/vnd.amazonaws.connect.event."
+EVENT_CONTENT_TYPES: Final = {
+    "typing": _EVENT_PREFIX + "typing",
+    "read": _EVENT_PREFIX + "message.read",
+    "delivered": _EVENT_PREFIX + "message.delivered",
+}
+# Connect's chat attachments (Administrator Guide, feature specifications): 20 MB, these file types.
+MAX_ATTACHMENT_BYTES: Final = 20 * 1024 * 1024
+MAX_ATTACHMENT_NAME: Final = 256
+ATTACHMENT_TYPES: Final = {
+    ".csv": ("text/csv",),
+    ".doc": ("application/msword",),
+    ".docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",),
+    ".heic": ("image/heic",),
+    ".jpg": ("image/jpeg",),
+    ".jpeg": ("image/jpeg",),
+    ".mov": ("video/quicktime",),
+    ".mp4": ("video/mp4",),
+    ".pdf": ("application/pdf",),
+    ".png": ("image/png",),
+    ".ppt": ("application/vnd.ms-powerpoint",),
+    ".pptx": ("application/vnd.openxmlformats-officedocument.presentationml.presentation",),
+    ".rtf": ("application/rtf", "text/rtf"),
+    ".txt": ("text/plain",),
+    ".wav": ("audio/wav", "audio/x-wav", "audio/wave"),
+    ".xls": ("application/vnd.ms-excel",),
+    ".xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",),
+}
+# The one-step form carries the bytes in the JSON body: Lambda takes at most 6 MB per request, base64 adds a third.
+MAX_ONE_STEP_BYTES: Final = 4 * 1024 * 1024
+# A connection token this close to its expiry is renewed before it is used.
+RENEW_MARGIN_SECONDS: Final = 60
+# Connect's default chat duration when the start named none (25 hours).
+DEFAULT_CHAT_MINUTES: Final = 1_500
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A validated SendMessage."""
+
+    content_type: str
+    content: str
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    """A validated SendEvent: the kind the client named, Connect's content type, and its content."""
+
+    kind: str
+    content_type: str
+    content: str | None
+
+
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    """A validated attachment: its bytes for the one-step form, or None for the two-step one."""
+
+    name: str
+    content_type: str
+    size_bytes: int
+    content: bytes | None
+
+
+def _utf8_bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _unknown(body: Mapping[str, Any], known: set[str]) -> list[FieldProblem]:
+    return [FieldProblem(name, "unknown field") for name in sorted(set(body) - known)]
+
+
+def _fail_on(problems: list[FieldProblem]) -> None:
+    if problems:
+        raise RequestValidationError(problems)
+
+
+def message_request(body: Mapping[str, Any]) -> OutgoingMessage:
+    """The SendMessage for ``{"content_type", "content"}``; content_type defaults to text/plain."""
+    problems = _unknown(body, {"content_type", "content"})
+    content_type = body.get("content_type", "text/plain")
+    if not isinstance(content_type, str) or content_type not in MESSAGE_CONTENT_TYPES:
+        problems.append(FieldProblem("content_type", "must be one of " + ", ".join(MESSAGE_CONTENT_TYPES)))
+    content = body.get("content")
+    if not isinstance(content, str) or not content.strip():
+        problems.append(FieldProblem("content", "required: a non-blank string"))
+    elif _utf8_bytes(content) > MAX_MESSAGE_BYTES:
+        problems.append(FieldProblem("content", f"must be at most {MAX_MESSAGE_BYTES} UTF-8 bytes"))
+    elif content_type == "application/json" and not _is_json(content):
+        problems.append(FieldProblem("content", "must be a JSON text for application/json"))
+    _fail_on(problems)
+    return OutgoingMessage(content_type=str(content_type), content=str(content))
+
+
+def event_request(body: Mapping[str, Any]) -> OutgoingEvent:
+    """The SendEvent for ``{"type": "typing"}`` or ``{"type": "read" | "delivered", "message_id"}``."""
+    problems = _unknown(body, {"type", "message_id"})
+    kind = body.get("type")
+    message_id = body.get("message_id")
+    if not isinstance(kind, str) or kind not in EVENT_CONTENT_TYPES:
+        problems.append(FieldProblem("type", "must be one of " + ", ".join(EVENT_CONTENT_TYPES)))
+    elif kind == "typing":
+        if message_id is not None:
+            problems.append(FieldProblem("message_id", "only read and delivered receipts name a message"))
+    elif not isinstance(message_id, str) or not 1 <= len(message_id) <= MAX_ITEM_ID:
+        problems.append(FieldProblem("message_id", f"required for receipts: 1 to {MAX_ITEM_ID} characters"))
+    _fail_on(problems)
+    content = None if kind == "typing" else json.dumps({"messageId": message_id}, separators=(",", ":"))
+    return OutgoingEvent(kind=str(kind), content_type=EVENT_CONTENT_TYPES[str(kind)], content=content)
+
+
+def attachment_request(body: Mapping[str, Any]) -> OutgoingAttachment:
+    """An attachment: ``{"name", "content_type", "content_base64"}`` (one step) or ``{..., "size_bytes"}`` (two)."""
+    problems = _unknown(body, {"name", "content_type", "content_base64", "size_bytes"})
+    name = body.get("name")
+    content_type = body.get("content_type")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_ATTACHMENT_NAME:
+        problems.append(FieldProblem("name", f"required: 1 to {MAX_ATTACHMENT_NAME} characters, with the extension"))
+        allowed: tuple[str, ...] = ()
+    else:
+        allowed = ATTACHMENT_TYPES.get(PurePosixPath(name).suffix.lower(), ())
+        if not allowed:
+            accepted = " ".join(sorted(ATTACHMENT_TYPES))
+            problems.append(FieldProblem("name", f"Connect accepts only {accepted} files"))
+    if not isinstance(content_type, str) or (allowed and content_type.lower() not in allowed):
+        expected = " or ".join(allowed) if allowed else "the file's MIME type"
+        problems.append(FieldProblem("content_type", f"must be {expected}"))
+    content = _attachment_bytes(body, problems)
+    declared = body.get("size_bytes")
+    size = 0
+    if content is not None:
+        size = len(content)
+    elif isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1:
+        size = declared
+    elif "content_base64" not in body:
+        problems.append(FieldProblem("size_bytes", "required without content_base64: the file's size in bytes"))
+    if size > MAX_ATTACHMENT_BYTES:
+        limit = f"Connect accepts attachments of at most {MAX_ATTACHMENT_BYTES} bytes"
+        problems.append(FieldProblem("size_bytes", limit))
+    _fail_on(problems)
+    return OutgoingAttachment(name=str(name), content_type=str(content_type), size_bytes=size, content=content)
+
+
+def _attachment_bytes(body: Mapping[str, Any], problems: list[FieldProblem]) -> bytes | None:
+    encoded = body.get("content_base64")
+    if encoded is None:
+        return None
+    if "size_bytes" in body:
+        problems.append(FieldProblem("size_bytes", "give either content_base64 or size_bytes, not both"))
+    too_large = FieldProblem(
+        "content_base64",
+        f"must be base64 of at most {MAX_ONE_STEP_BYTES} bytes (larger files: the two-step form, size_bytes)",
+    )
+    # Measured before decoding, so an oversized body costs no decoding.
+    if not isinstance(encoded, str) or len(encoded) > (MAX_ONE_STEP_BYTES + 2) // 3 * 4:
+        problems.append(too_large)
+        return None
+    try:
+        content = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        problems.append(FieldProblem("content_base64", "must be base64"))
+        return None
+    if not content:
+        problems.append(FieldProblem("content_base64", "must not be empty"))
+        return None
+    if len(content) > MAX_ONE_STEP_BYTES:
+        problems.append(too_large)
+        return None
+    return content
+
+
+def _is_json(text: str) -> bool:
+    try:
+        STRICT_JSON.decode(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def derived_client_token(purpose: str, idempotency_key: str | None) -> str:
+    """A ClientToken for a second call made under one Idempotency-Key (a random one without a key)."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return hashlib.sha256(f"{purpose}\n{idempotency_key}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class TwoWayChats:
+    """The customer's side of the chats the relay started with a participant connection."""
+
+    def __init__(
+        self,
+        gateway: ParticipantGateway,
+        connections: ChatConnections,
+        files: AttachmentFiles,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._gateway = gateway
+        self._connections = connections
+        self._files = files
+        self._clock = clock
+
+    def open(
+        self,
+        *,
+        contact_id: str,
+        participant_id: str | None,
+        participant_token: str,
+        principal: str,
+        chat_minutes: int | None,
+    ) -> None:
+        """Open the chat's participant connection (the customer marked connected) and keep it until the chat ends.
+
+        A chat whose connection is already held (a replayed start) keeps the one it has.
+        """
+        if self._connections.get(contact_id) is not None:
+            return
+        try:
+            credentials = self._gateway.connect(participant_token)
+        except ChatConnectionExpiredError:
+            # A token Connect has just issued, refused: Connect's failure, not the caller's.
+            raise ChatUnavailableError("Connect refused the new chat's participant connection") from None
+        self._connections.put(
+            contact_id=contact_id,
+            principal=principal,
+            participant_id=participant_id,
+            participant_token=participant_token,
+            credentials=credentials,
+            expires_at=int(self._clock()) + 60 * (chat_minutes or DEFAULT_CHAT_MINUTES),
+        )
+
+    def send_message(
+        self, contact_id: str, principal: str, message: OutgoingMessage, client_token: str | None
+    ) -> dict[str, Any]:
+        """SendMessage as the customer; the new item's id and time."""
+        return self._with_connection(
+            contact_id,
+            principal,
+            lambda token: self._gateway.send_message(
+                token, content_type=message.content_type, content=message.content, client_token=client_token
+            ),
+        )
+
+    def send_event(
+        self, contact_id: str, principal: str, event: OutgoingEvent, client_token: str | None
+    ) -> dict[str, Any]:
+        """SendEvent as the customer (typing, receipts)."""
+        return self._with_connection(
+            contact_id,
+            principal,
+            lambda token: self._gateway.send_event(
+                token, content_type=event.content_type, content=event.content, client_token=client_token
+            ),
+        )
+
+    def attach(
+        self, contact_id: str, principal: str, attachment: OutgoingAttachment, idempotency_key: str | None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Start an upload; with the bytes at hand, upload and complete it too.
+
+        Returns the attachment id, and for the two-step form where to PUT the bytes (``None`` once uploaded).
+        """
+        start_token = idempotency_key or str(uuid.uuid4())
+
+        def start(token: str) -> tuple[str, dict[str, Any] | None]:
+            ticket = self._gateway.start_attachment_upload(
+                token,
+                name=attachment.name,
+                content_type=attachment.content_type,
+                size_bytes=attachment.size_bytes,
+                client_token=start_token,
+            )
+            if attachment.content is None:
+                return ticket.attachment_id, {
+                    "method": "PUT",
+                    "url": ticket.url,
+                    "headers": ticket.headers,
+                    "expires_at": ticket.expires_at,
+                }
+            self._files.upload(ticket.url, ticket.headers, attachment.content)
+            self._gateway.complete_attachment_upload(
+                token,
+                attachment_id=ticket.attachment_id,
+                client_token=derived_client_token("complete", idempotency_key),
+            )
+            return ticket.attachment_id, None
+
+        return self._with_connection(contact_id, principal, start)
+
+    def complete_attachment(
+        self, contact_id: str, principal: str, attachment_id: str, idempotency_key: str | None
+    ) -> None:
+        """CompleteAttachmentUpload, once the client has PUT the bytes."""
+        client_token = idempotency_key or str(uuid.uuid4())
+        self._with_connection(
+            contact_id,
+            principal,
+            lambda token: self._gateway.complete_attachment_upload(
+                token, attachment_id=attachment_id, client_token=client_token
+            ),
+        )
+
+    def transcript(self, contact_id: str, principal: str) -> tuple[str | None, list[dict[str, Any]]]:
+        """Every item of the chat so far, oldest first."""
+        return self._with_connection(contact_id, principal, self._gateway.transcript)
+
+    def disconnect(self, contact_id: str, principal: str) -> bool:
+        """The customer leaves; the kept tokens are deleted. False when the chat had already ended."""
+        try:
+            self._with_connection(contact_id, principal, self._gateway.disconnect)
+        except ChatEndedError:
+            self._connections.delete(contact_id)
+            return False
+        self._connections.delete(contact_id)
+        return True
+
+    def holds(self, contact_id: str) -> bool:
+        """Whether the relay holds a participant connection for the chat."""
+        return self._connections.get(contact_id) is not None
+
+    def attachment_download(self, contact_id: str, attachment_id: str) -> AttachmentDownload:
+        """GetAttachment for the chat stream (no caller: the relay itself reads what the chat shared)."""
+        return self._with_connection(contact_id, None, lambda token: self._gateway.get_attachment(token, attachment_id))
+
+    def _with_connection(self, contact_id: str, principal: str | None, call: Callable[[str], T]) -> T:
+        held = self._connections.get(contact_id)
+        if held is None or (principal is not None and held.principal != principal):
+            # The same answer for another principal's chat: its existence is not the caller's business.
+            raise ChatNotFoundError("the relay holds no participant connection for this chat")
+        if self._expiring(held.connection_expiry):
+            held = self._renew(held)
+        try:
+            return call(self._connections.connection_token(held))
+        except ChatConnectionExpiredError:
+            held = self._renew(held)
+        try:
+            return call(self._connections.connection_token(held))
+        except ChatConnectionExpiredError:
+            raise ChatEndedError("the chat has ended or the customer left it") from None
+
+    def _renew(self, held: HeldConnection) -> HeldConnection:
+        try:
+            credentials = self._gateway.connect(self._connections.participant_token(held))
+        except ChatConnectionExpiredError:
+            raise ChatEndedError("the chat has ended or the customer left it") from None
+        return self._connections.renewed(held, credentials)
+
+    def _expiring(self, expiry: str | None) -> bool:
+        if expiry is None:
+            return False
+        try:
+            moment = datetime.fromisoformat(expiry.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return False
+        return moment - RENEW_MARGIN_SECONDS <= self._clock()
