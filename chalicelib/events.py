@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.errors import RelayError
-from chalicelib.strict_json import STRICT_JSON
+from chalicelib.strict_json import reject_constant
 
 if TYPE_CHECKING:
     from chalicelib.chat_items import ChatItem
@@ -39,8 +41,13 @@ class RelayEvent:
 
     @cached_property
     def body(self) -> bytes:
-        """The body, serialised once and sent byte for byte to every destination (signatures cover it)."""
-        return json.dumps(self.envelope(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        """The body, serialised once and sent byte for byte to every destination (signatures cover it).
+
+        Always RFC 8259 JSON in UTF-8: a non-finite number raises ``ValueError`` and an unpaired surrogate
+        ``UnicodeEncodeError`` here, never reaching a receiver as ``Infinity`` or invalid UTF-8.
+        """
+        envelope = json.dumps(self.envelope(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return envelope.encode("utf-8")
 
 
 class EventTypeUnknownError(RelayError):
@@ -77,6 +84,7 @@ INTERACTIVE_CONTENT_TYPES: Final = frozenset(
 JSON_CONTENT_TYPE: Final = "application/json"
 # Deeper JSON content is passed on as text only: re-serialising it could exceed the interpreter's recursion limit.
 MAX_CONTENT_JSON_DEPTH: Final = 64
+_LARGEST_DOUBLE: Final = sys.float_info.max
 
 _EVENT_CONTENT_TYPE_PREFIX: Final = "application/vnd.amazonaws.connect.event."
 _CHAT_EVENT: Final = ("chat.event", None)
@@ -185,17 +193,53 @@ def _classify(item: ChatItem) -> tuple[str, str | None]:
     return _BY_EVENT_CONTENT_TYPE.get(item.content_type, legacy)
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError("number out of range")
+    return number
+
+
+def _finite_int(text: str) -> int:
+    number = int(text)
+    if abs(number) > _LARGEST_DOUBLE:
+        raise ValueError("number out of range")
+    return number
+
+
+# I-JSON (RFC 7493) as far as interoperability needs: numbers a double holds, so no consumer reads Infinity.
+_CONTENT_JSON: Final = json.JSONDecoder(
+    parse_constant=reject_constant, parse_float=_finite_float, parse_int=_finite_int
+)
+
+
 def _content_json(content: str | None) -> Any:
-    """Content parsed as JSON, or None when it is absent, not JSON, or nested too deep to pass on safely."""
+    """Content parsed as JSON, or None when it is absent, not JSON, or not JSON every consumer can read.
+
+    Not readable everywhere (I-JSON, RFC 7493): a number beyond a double's range (``1e400``, which would be
+    sent as ``Infinity``) or an escaped unpaired surrogate (``"\\ud800"``, which has no UTF-8 form). Such content
+    still reaches consumers verbatim, as text, in ``content``. Also None when nested too deep to pass on safely.
+    """
     if content is None:
         return None
     try:
-        parsed = STRICT_JSON.decode(content)
+        parsed = _CONTENT_JSON.decode(content)
     except (ValueError, RecursionError):
         return None
     if content.count("{") + content.count("[") > MAX_CONTENT_JSON_DEPTH and _depth(parsed) > MAX_CONTENT_JSON_DEPTH:
         return None
+    # Content is valid UTF-8 (the item was checked), so only a \uDXXX escape can put a surrogate in ``parsed``.
+    if ("\\ud" in content or "\\uD" in content) and not _encodes_as_utf8(parsed):
+        return None
     return parsed
+
+
+def _encodes_as_utf8(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _depth(value: Any) -> int:

@@ -7,8 +7,9 @@ import json
 from typing import Final, NoReturn
 
 
-def _reject_constant(name: str) -> NoReturn:
+def reject_constant(name: str) -> NoReturn:
+    """A ``parse_constant`` that refuses NaN, Infinity and -Infinity."""
     raise ValueError(name)
 
 
-STRICT_JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
+STRICT_JSON: Final = json.JSONDecoder(parse_constant=reject_constant)

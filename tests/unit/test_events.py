@@ -9,7 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalicelib.chat_items import Attachment, ChatItem, parse_sns_record
 from chalicelib.errors import RelayError
@@ -275,6 +278,101 @@ def test_json_message_value_or_null(content: str, expected: Any) -> None:
     event = event_from_chat_item(an_item(content_type="application/json", content=content))
 
     assert event.data["json"] == expected
+
+
+# --- Content every consumer can read: strict RFC 8259 bodies in UTF-8 (issue 7, items 1 and 15) ---
+
+JSON_TYPES = ["application/json", INTERACTIVE, INTERACTIVE + ".response"]
+
+
+@pytest.mark.parametrize("content_type", JSON_TYPES)
+@pytest.mark.parametrize(
+    "content",
+    ['{"a":"\\ud800"}', '{"\\udfff":1}', '["ok", "\\uDBFF\\u0041"]', '{"templateType": "\\ud800"}'],
+    ids=["lone-high", "lone-low-key", "high-then-not-low", "interactive"],
+)
+def test_issue7_item1_json_content_with_a_lone_surrogate_is_delivered_as_text(content_type: str, content: str) -> None:
+    """Given JSON content holding an escaped unpaired surrogate (valid JSON, no UTF-8 form), then the event is built,
+    its body is strict JSON in UTF-8, the content reaches consumers verbatim as text, and the parse is null."""
+    event = event_from_chat_item(an_item(content_type=content_type, content=content))
+
+    sent = orjson.loads(event.body)
+
+    assert sent["data"]["content"] == content
+    assert sent["data"]["json" if content_type == "application/json" else "interactive"] is None
+
+
+def test_a_surrogate_pair_in_json_content_is_one_character() -> None:
+    """Given a correctly paired escape, then the content is parsed as usual."""
+    event = event_from_chat_item(an_item(content_type="application/json", content='{"wave":"\\ud83d\\udc4b"}'))
+
+    assert orjson.loads(event.body)["data"]["json"] == {"wave": "👋"}
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["1e400", "-1e400", "[1e400, 2]", '{"n": 1E+999}', '{"n": -12e1000}', "1" + "0" * 309, "-" + "9" * 400],
+)
+def test_issue7_item15_numbers_beyond_a_double_are_never_sent_as_infinity(content: str) -> None:
+    """Given JSON content with a number no double holds, then the body has no Infinity: it parses with a strict
+    RFC 8259 parser, data.json is null and the number reaches consumers in data.content, as written."""
+    event = event_from_chat_item(an_item(content_type="application/json", content=content))
+
+    sent = orjson.loads(event.body)
+
+    assert b"Infinity" not in event.body
+    assert sent["data"]["json"] is None
+    assert sent["data"]["content"] == content
+
+
+@pytest.mark.parametrize(("content", "expected"), [("1.7976931348623157e308", 1.7976931348623157e308), ("1e-400", 0.0)])
+def test_numbers_a_double_holds_are_kept(content: str, expected: float) -> None:
+    """Given the largest double, or a number that underflows to zero (finite), then data.json holds it."""
+    event = event_from_chat_item(an_item(content_type="application/json", content=content))
+
+    assert orjson.loads(event.body)["data"]["json"] == expected
+
+
+def test_issue7_item15_a_non_finite_number_in_an_event_never_becomes_a_body() -> None:
+    """Given an event whose data holds a non-finite float however it got there, then no body is made of it."""
+    event = RelayEvent(type="chat.message", timestamp="t", data={"n": float("inf")}, webhook_id="msg_1")
+
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        _ = event.body
+
+
+# JSON texts, leaves written as text, so numbers beyond a double and lone surrogate escapes can appear anywhere.
+json_texts = st.recursive(
+    (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)).map(json.dumps)
+    | st.sampled_from(["1e400", "-1E999", "1" + "0" * 320, "1e-400", '"\\ud800"', '"\\udc00x"', '"\\ud83d\\udc4b"']),
+    lambda children: (
+        st.lists(children, max_size=4).map(lambda items: "[" + ",".join(items) + "]")
+        | st.dictionaries(st.sampled_from(['"a"', '"\\ud800"', '"b"']), children, max_size=3).map(
+            lambda pairs: "{" + ",".join(f"{k}:{v}" for k, v in pairs.items()) + "}"
+        )
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(content=json_texts | st.text(max_size=40), content_type=st.sampled_from(JSON_TYPES))
+def test_any_content_gives_a_strict_utf8_body(content: str, content_type: str) -> None:
+    """Given any content (JSON or not, with any numbers and escapes), then the body parses with a strict RFC 8259
+    parser, and the parse is what a strict parser makes of the content (null where it refuses it)."""
+    event = event_from_chat_item(an_item(content_type=content_type, content=content))
+
+    sent = orjson.loads(event.body)
+
+    assert sent["data"]["content"] == content
+    try:
+        strictly_parsed = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        strictly_parsed = None
+    if content_type == "application/json":
+        assert sent["data"]["json"] == strictly_parsed
+    else:
+        assert sent["data"]["interactive"] == (strictly_parsed if isinstance(strictly_parsed, dict) else None)
 
 
 def test_attachment_event_lists_attachments() -> None:
