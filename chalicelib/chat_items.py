@@ -2,8 +2,10 @@
 
 The SNS ``Message`` is a JSON string holding Connect's chat ``Item``; the message attributes repeat some of its
 fields and add ``InstanceId``, ``AccountId`` and ``MessageVisibility``. The body is authoritative for the fields it
-carries; an attribute only fills a field the body leaves out. Unknown ``Type`` and ``ContentType`` values are data
-(Connect adds new ones), so only a malformed item is rejected, with a :class:`ChatItemInvalidError` naming why.
+carries; an attribute only fills a field the body leaves out. A visibility or instance id found in neither is
+``None`` (unknown), never a default: the destinations' filters fail closed on it. Unknown ``Type`` and
+``ContentType`` values are data (Connect adds new ones), so only a malformed item is rejected, with a
+:class:`ChatItemInvalidError` naming why.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class ChatItem:
     participant_id: str | None
     participant_role: str | None
     display_name: str | None
-    visibility: str
+    visibility: str | None
     attachments: tuple[Attachment, ...]
     message_metadata: dict[str, Any] | None
 
@@ -100,12 +102,12 @@ def parse_sns_record(sns: Mapping[str, Any]) -> ChatItem:
         initial_contact_id=initial_contact_id,
         contact_id=contact_id,
         related_contact_id=_limited(_body_text(body, "RelatedContactId"), "RelatedContactId", MAX_CONTACT_ID),
-        instance_id=_attribute(attributes, "InstanceId"),
+        instance_id=_text(body, attributes, "InstanceId"),
         account_id=_attribute(attributes, "AccountId"),
         participant_id=_body_text(body, "ParticipantId"),
         participant_role=_text(body, attributes, "ParticipantRole"),
         display_name=_body_text(body, "DisplayName"),
-        visibility=_visibility(attributes),
+        visibility=_visibility(body, attributes),
         attachments=_attachments(body.get("Attachments")),
         message_metadata=_message_metadata(body.get("MessageMetadata")),
     )
@@ -218,12 +220,15 @@ def _contact_ids(body: Mapping[str, Any], attributes: Mapping[str, Any]) -> tupl
     return initial_contact_id, contact_id or initial_contact_id
 
 
-def _visibility(attributes: Mapping[str, Any]) -> str:
-    if "MessageVisibility" not in attributes:
-        return "ALL"
-    # Present but unreadable or unknown: refuse rather than widen the audience to ALL.
-    visibility = _attribute(attributes, "MessageVisibility")
-    if visibility is None or visibility not in VISIBILITIES:
+def _visibility(body: Mapping[str, Any], attributes: Mapping[str, Any]) -> str | None:
+    """The body's MessageVisibility, else the attribute's; None when neither says (never a default of ALL)."""
+    visibility = body.get("MessageVisibility")
+    if visibility is None:
+        if "MessageVisibility" not in attributes:
+            return None
+        visibility = _attribute(attributes, "MessageVisibility")
+    # Present but unreadable or unknown: refuse rather than guess an audience.
+    if not isinstance(visibility, str) or visibility not in VISIBILITIES:
         _invalid("MessageVisibility is not AGENT, CUSTOMER or ALL")
     return visibility
 

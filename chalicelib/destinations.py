@@ -29,8 +29,12 @@ Per destination, only ``name``, ``url`` and ``secrets`` are required:
 - ``audience``: ``customer`` or ``agent`` keeps what that side of the chat sees, by AWS's visibility rule
   (visibility CUSTOMER/ALL and not sent by the CUSTOMER, resp. AGENT/ALL and not sent by the AGENT); ``all``
   (the default) keeps everything. ``roles`` keeps items sent by these participant roles. Events without a sender
-  (``chat.ended``) and ``call.started`` pass both filters.
-- ``instances``: Amazon Connect instance ids; omitted means every instance.
+  (``chat.ended``) and ``call.started`` pass both filters. An item whose visibility is unknown (its record
+  said nothing) never reaches a ``customer`` or ``agent`` destination.
+- ``instances``: Amazon Connect instance ids; omitted means every instance. An event without an instance id
+  never reaches a destination that names instances.
+
+What a filter cannot decide (see :meth:`Destination.undecided`) is not delivered there, but kept by the relay.
 - ``timeout_seconds``: more than 0, at most 30; default 10.
 - ``secrets``: 1 to 3 Standard Webhooks secrets (more than one during a rotation window, and every one signs),
   as references ``ssm:/parameter/name`` or ``secretsmanager:name-or-arn``. A literal ``whsec_<base64>`` is refused
@@ -74,6 +78,9 @@ AUDIENCES = ("customer", "agent", "all")
 TYPING = "chat.typing"
 CALL_STARTED = "call.started"
 WHSEC_PREFIX = "whsec_"
+# Why a filter cannot decide on an event (its data lacks what the filter reads).
+UNKNOWN_INSTANCE = "the event has no instance id and the destination filters on instances"
+UNKNOWN_VISIBILITY = "the event's visibility is unknown and the destination filters on audience"
 
 Audience = Literal["customer", "agent", "all"]
 SecretKind = Literal["ssm", "secretsmanager", "literal"]
@@ -192,7 +199,20 @@ class Destination:
         object.__setattr__(self, "_view", _AUDIENCE_VIEW.get(self.audience))
 
     def accepts(self, event: RelayEvent) -> bool:
-        """Whether this destination wants ``event``: type, instance, sender role and audience filters."""
+        """Whether this destination wants ``event``: type, instance, sender role and audience filters.
+
+        Fails closed: an event a filter cannot decide on (see :meth:`undecided`) is not accepted.
+        """
+        return self._verdict(event) is True
+
+    def undecided(self, event: RelayEvent) -> str | None:
+        """Why a filter of this destination cannot decide on ``event`` (no instance id, unknown visibility) while
+        no other filter refuses it; None when the filters decide. Such an event must be kept, not dropped."""
+        verdict = self._verdict(event)
+        return verdict if isinstance(verdict, str) else None
+
+    def _verdict(self, event: RelayEvent) -> bool | str:
+        """True (wanted), False (refused by a filter), or why a filter cannot decide."""
         kind = event.type
         if kind == TYPING:
             if not self._typing:
@@ -202,19 +222,29 @@ class Destination:
         ):
             return False
         data = event.data
-        if self.instance_ids is not None and data.get("instance_id") not in self.instance_ids:
-            return False
+        unknown: str | None = None
+        if self.instance_ids is not None:
+            instance_id = data.get("instance_id")
+            if instance_id is None:
+                unknown = UNKNOWN_INSTANCE
+            elif instance_id not in self.instance_ids:
+                return False
         if kind == CALL_STARTED or (self.participant_roles is None and self._view is None):
-            return True
+            return unknown or True
         role = (data.get("participant") or {}).get("role")
         # An event without a sender (chat.ended) passes the role filter, but never the visibility rule: an item
         # Connect marks AGENT-only stays away from customer-facing destinations whoever sent it.
         if role is not None and self.participant_roles is not None and role not in self.participant_roles:
             return False
         if self._view is None:
-            return True
+            return unknown or True
         visibilities, hidden_sender = self._view
-        return data.get("visibility", "ALL") in visibilities and role != hidden_sender
+        if role == hidden_sender:
+            return False
+        visibility = data.get("visibility")
+        if visibility is None:
+            return unknown or UNKNOWN_VISIBILITY
+        return (unknown or True) if visibility in visibilities else False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.quarantine import Quarantine
     from chalicelib.adapters.secrets import SecretResolver
     from chalicelib.delivery import Fanout, WebhookTarget
-    from chalicelib.destinations import RelayConfig
+    from chalicelib.destinations import Destination, RelayConfig
     from chalicelib.events import RelayEvent
 
 
@@ -43,6 +43,7 @@ class Relay:
         unresolved: list[DeliveryResult] = []
         for destination in self._config().destinations:
             if not destination.accepts(event):
+                self._keep_undecided(destination, event)
                 continue
             try:
                 secrets = [self._secrets.resolve(ref) for ref in destination.secrets]
@@ -61,3 +62,15 @@ class Relay:
                 key = self._quarantine.keep_undelivered(event, result)
                 logger.info("undelivered event kept", extra={"destination": result.destination, "key": key})
         return results
+
+    def _keep_undecided(self, destination: Destination, event: RelayEvent) -> None:
+        """Fail closed, but keep: an event a filter of ``destination`` cannot decide on is kept, not dropped."""
+        reason = destination.undecided(event)
+        if reason is None:
+            return
+        key = self._quarantine.keep_undecided(event, destination.name, reason)
+        logger.warning(
+            "event kept: a destination filter cannot decide on it",
+            extra={"destination": destination.name, "webhook_id": event.webhook_id, "reason": reason, "key": key},
+        )
+        count("FilterUndecided")

@@ -30,9 +30,7 @@ class StreamRecordEvent(SNSEvent):
 
 def _sns_record(event_dict: dict[str, Any]) -> dict[str, Any]:
     records = event_dict.get("Records")
-    first = records[0] if isinstance(records, list) and records and isinstance(records[0], dict) else {}
-    sns = first.get("Sns")
-    return sns if isinstance(sns, dict) else {}
+    return _sns_of(records[0] if isinstance(records, list) and records else None)
 
 
 @chat_stream.on_sns_message(
@@ -40,23 +38,49 @@ def _sns_record(event_dict: dict[str, Any]) -> dict[str, Any]:
 )
 @observed
 def on_chat_message(event: SNSEvent) -> None:
-    """Parse the item, publish its event; keep what cannot be read and return, so SNS does not redeliver it."""
-    record = _sns_record(event.to_dict())
+    """Relay every record of the event; keep what cannot be read and return, so SNS does not redeliver it.
+
+    One record's failure never stops the others: a record whose event cannot be built is kept; any other failure
+    (an AWS call) is raised once every record has had its turn, so Lambda retries the whole event (at least once).
+    """
+    failures: list[Exception] = []
+    for record in _records(event.to_dict()):
+        try:
+            _relay_record(record)
+        except Exception as exc:
+            logger.exception("chat record failed; the invocation fails after the other records")
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
+def _records(event_dict: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``Sns`` object of each record (``{}`` for a record without one); the whole event if it has none."""
+    records = event_dict.get("Records")
+    if not isinstance(records, list) or not records:
+        return [event_dict]
+    return [_sns_of(record) for record in records]
+
+
+def _sns_of(record: object) -> dict[str, Any]:
+    sns = record.get("Sns") if isinstance(record, dict) else None
+    return sns if isinstance(sns, dict) else {}
+
+
+def _relay_record(record: dict[str, Any]) -> None:
     try:
         item = parse_sns_record(record)
+        relay_event = event_from_chat_item(item)
+        relay_event.body  # noqa: B018 - serialised here, where a failure keeps the item, not in the fan-out
     except ChatItemInvalidError as exc:
-        sns_message_id = str(record.get("MessageId", "unknown"))
-        # If this write fails the invocation fails too, and Lambda's retries and on-failure destination keep it.
-        key = quarantine().keep_invalid(
-            source="chat-stream", record_id=sns_message_id, reason=exc.reason, record=record
-        )
-        logger.warning(
-            "invalid chat item quarantined", extra={"sns_message_id": sns_message_id, "reason": exc.reason, "key": key}
-        )
-        count("InvalidChatItem")
+        _keep_invalid(record, exc.reason)
+        return
+    except Exception as exc:
+        # A bug, or an input nobody foresaw: the item is kept with what went wrong, and the other records go on.
+        logger.exception("chat item event could not be built")
+        _keep_invalid(record, f"its event could not be built ({type(exc).__name__})")
         return
     with contact_keys(initial_contact_id=item.initial_contact_id, contact_id=item.contact_id):
-        relay_event = event_from_chat_item(item)
         results = relay().publish(relay_event)
         logger.debug(
             "chat item relayed",
@@ -67,6 +91,17 @@ def on_chat_message(event: SNSEvent) -> None:
                 "failed": sum(not r.ok for r in results),
             },
         )
+
+
+def _keep_invalid(record: dict[str, Any], reason: str) -> None:
+    message_id = record.get("MessageId")
+    sns_message_id = message_id if isinstance(message_id, str) else None
+    # If this write fails the record counts as failed, and Lambda's retries and on-failure destination keep it.
+    key = quarantine().keep_invalid(source="chat-stream", record_id=sns_message_id, reason=reason, record=record)
+    logger.warning(
+        "invalid chat item quarantined", extra={"sns_message_id": sns_message_id, "reason": reason, "key": key}
+    )
+    count("InvalidChatItem")
 
 
 # The handler Lambda calls builds its event with this class; set here, so it holds when Lambda loads this module.

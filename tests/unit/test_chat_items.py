@@ -240,7 +240,7 @@ def test_valid_fixture_parses_to_its_body(path: Path) -> None:
     assert item.participant_role == body.get("ParticipantRole")
     assert item.display_name == body.get("DisplayName")
     assert item.message_metadata == body.get("MessageMetadata")
-    assert item.visibility in VISIBILITIES
+    assert item.visibility == (sns.get("MessageAttributes") or {}).get("MessageVisibility", {}).get("Value")
 
 
 def test_aws_customer_message_sample() -> None:
@@ -287,13 +287,13 @@ def test_item_after_transfer_keeps_both_contact_ids() -> None:
 
 
 def test_record_without_message_attributes_uses_the_body() -> None:
-    """Given no MessageAttributes at all, then the body supplies everything and visibility defaults to ALL."""
+    """Given no MessageAttributes at all, then the body supplies what it has; visibility and instance are unknown."""
     sns = load_sns(FIXTURES / "no-message-attributes.json")
     assert "MessageAttributes" not in sns
 
     item = parse_sns_record(sns)
 
-    assert (item.instance_id, item.account_id, item.visibility) == (None, None, "ALL")
+    assert (item.instance_id, item.account_id, item.visibility) == (None, None, None)
     assert item.participant_role == "CUSTOMER"
 
 
@@ -375,7 +375,7 @@ def test_malformed_attributes_are_ignored(attributes: Any) -> None:
     item = parse_sns_record({**customer_message(), "MessageAttributes": attributes})
 
     assert item.instance_id is None
-    assert item.visibility == "ALL"
+    assert item.visibility is None
 
 
 @pytest.mark.parametrize(
@@ -396,6 +396,37 @@ def test_unreadable_visibility_is_refused_not_widened(entry: Any) -> None:
 
     with pytest.raises(ChatItemInvalidError) as caught:
         parse_sns_record(sns)
+
+    assert caught.value.reason == "MessageVisibility is not AGENT, CUSTOMER or ALL"
+
+
+def test_issue7_item7_without_attributes_visibility_and_instance_come_from_the_body() -> None:
+    """Given no MessageAttributes but a body that carries MessageVisibility and InstanceId, then the body's hold."""
+    sns = with_body(load_sns(FIXTURES / "no-message-attributes.json"), MessageVisibility="AGENT", InstanceId="inst-1")
+
+    item = parse_sns_record(sns)
+
+    assert (item.visibility, item.instance_id) == ("AGENT", "inst-1")
+
+
+def test_issue7_item7_unknown_visibility_is_none_never_all() -> None:
+    """Given a record whose attributes and body say nothing of visibility, then it is unknown, not ALL."""
+    sns = customer_message()
+    del sns["MessageAttributes"]["MessageVisibility"]
+
+    assert parse_sns_record(sns).visibility is None
+
+
+def test_the_body_visibility_is_authoritative_over_the_attribute() -> None:
+    """Given a body MessageVisibility that differs from the attribute, then the body's holds, like every field."""
+    assert parse_sns_record(with_body(customer_message(), MessageVisibility="AGENT")).visibility == "AGENT"
+
+
+@pytest.mark.parametrize("value", ["EVERYONE", "all", 1, ["ALL"], {"Value": "ALL"}], ids=repr)
+def test_unreadable_body_visibility_is_refused_not_widened(value: Any) -> None:
+    """Given a body MessageVisibility that is not AGENT/CUSTOMER/ALL, then the item is refused."""
+    with pytest.raises(ChatItemInvalidError) as caught:
+        parse_sns_record(with_body(customer_message(), MessageVisibility=value))
 
     assert caught.value.reason == "MessageVisibility is not AGENT, CUSTOMER or ALL"
 
@@ -599,7 +630,7 @@ def test_any_record_parses_or_is_refused(sns: dict[str, Any]) -> None:
     assert 0 < len(item.item_id) <= 256
     assert item.initial_contact_id
     assert item.contact_id
-    assert item.visibility in VISIBILITIES
+    assert item.visibility is None or item.visibility in VISIBILITIES
     assert item.content is None or len(item.content) <= MAX_CONTENT_LENGTH
     assert all(attachment.attachment_id for attachment in item.attachments)
 

@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.destinations import (
+    UNKNOWN_INSTANCE,
+    UNKNOWN_VISIBILITY,
     Destination,
     RelayConfig,
     RelayConfigError,
@@ -34,7 +36,7 @@ def chat_event(
     event_type: str = "chat.message",
     *,
     role: str | None = "CUSTOMER",
-    visibility: str = "ALL",
+    visibility: str | None = "ALL",
     instance_id: str | None = INSTANCE,
 ) -> RelayEvent:
     """A RelayEvent with the data shape of the shared contract."""
@@ -192,12 +194,73 @@ def test_audience_follows_aws_visibility_rule(visibility, role, audience, expect
     assert chosen.accepts(chat_event(role=role, visibility=visibility)) is expected
 
 
-def test_missing_visibility_counts_as_all():
-    """Given an item whose data lacks visibility, then it is treated as ALL (Connect's default)."""
+@pytest.mark.parametrize("audience", ["customer", "agent"])
+def test_issue7_item7_unknown_visibility_never_reaches_an_audience_filtered_destination(audience):
+    """Given an item of unknown visibility, then no audience-filtered destination accepts it, and it is undecided
+    (to be kept) unless the sender alone rules it out; a destination for all audiences takes it."""
+    event = chat_event(role="SYSTEM", visibility=None)
+    chosen = destination(audience=audience)
+    assert not chosen.accepts(event)
+    assert chosen.undecided(event) == UNKNOWN_VISIBILITY
+    assert destination(audience="all").accepts(event)
+    assert destination(audience="all").undecided(event) is None
+    own_side = chat_event(role=audience.upper(), visibility=None)
+    assert not chosen.accepts(own_side)
+    assert chosen.undecided(own_side) is None  # a side never sees its own messages, whatever the visibility
+
+
+def test_issue7_item7_an_event_without_instance_id_never_reaches_an_instance_filtered_destination():
+    """Given an event with no instance id, then a destination naming instances does not accept it but cannot
+    decide (it is kept); a destination that refuses it for another reason refuses it outright."""
+    event = chat_event(instance_id=None)
+    chosen = destination(instance_ids=frozenset({INSTANCE}))
+    assert not chosen.accepts(event)
+    assert chosen.undecided(event) == UNKNOWN_INSTANCE
+    by_role = destination(instance_ids=frozenset({INSTANCE}), participant_roles=frozenset({"AGENT"}))
+    assert by_role.undecided(event) is None
+    assert destination().accepts(event)
+
+
+def test_missing_visibility_key_is_unknown():
+    """Given event data without a visibility key at all, then it is as unknown as null."""
     event = chat_event(role="AGENT")
     del event.data["visibility"]
-    assert destination(audience="customer").accepts(event)
-    assert not destination(audience="agent").accepts(event)
+    assert not destination(audience="customer").accepts(event)
+    assert destination(audience="customer").undecided(event) == UNKNOWN_VISIBILITY
+
+
+destinations_with_filters = st.builds(
+    destination,
+    audience=st.sampled_from(["customer", "agent", "all"]),
+    participant_roles=st.none() | st.frozensets(st.sampled_from(["AGENT", "CUSTOMER", "SYSTEM"]), min_size=1),
+    instance_ids=st.none() | st.just(frozenset({INSTANCE})),
+)
+
+
+@given(
+    chosen=destinations_with_filters,
+    role=st.sampled_from([None, "AGENT", "CUSTOMER", "SYSTEM", "CUSTOM_BOT"]),
+    visibility=st.sampled_from([None, "AGENT", "CUSTOMER", "ALL"]),
+    instance_id=st.sampled_from([None, INSTANCE, OTHER_INSTANCE]),
+)
+def test_filters_decide_only_what_every_completion_agrees_on(chosen, role, visibility, instance_id):
+    """Given any destination and an event whose visibility or instance may be unknown, then: accepted means every
+    filter knew enough; refused means no value of the unknowns would have been accepted; undecided means one would.
+    """
+    event = chat_event(role=role, visibility=visibility, instance_id=instance_id)
+    completions = [
+        chat_event(role=role, visibility=v, instance_id=i)
+        for v in ([visibility] if visibility else ["AGENT", "CUSTOMER", "ALL"])
+        for i in ([instance_id] if instance_id else [INSTANCE, OTHER_INSTANCE])
+    ]
+    accepted_somehow = any(chosen.accepts(completion) for completion in completions)
+    if chosen.accepts(event):
+        assert all(chosen.accepts(completion) for completion in completions)
+        assert chosen.undecided(event) is None
+    elif chosen.undecided(event) is None:
+        assert not accepted_somehow
+    else:
+        assert accepted_somehow
 
 
 @pytest.mark.parametrize("audience", ["customer", "agent"])

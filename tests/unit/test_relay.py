@@ -10,9 +10,11 @@ from typing import Any
 
 from chalicelib.adapters.secrets import SecretUnavailableError
 from chalicelib.delivery import DeliveryResult
-from chalicelib.destinations import Destination, RelayConfig, SecretRef
+from chalicelib.destinations import TYPING, UNKNOWN_INSTANCE, UNKNOWN_VISIBILITY, Destination, RelayConfig, SecretRef
 from chalicelib.events import RelayEvent
+from chalicelib.observability import flush
 from chalicelib.relay import Relay
+from tests.conftest import emitted_metrics
 
 
 class FakeFanout:
@@ -35,10 +37,15 @@ class FakeSecrets:
 class FakeQuarantine:
     def __init__(self) -> None:
         self.kept: list[tuple[str, str]] = []
+        self.undecided: list[tuple[str, str, str]] = []
 
     def keep_undelivered(self, event: RelayEvent, delivery: DeliveryResult) -> str:
         self.kept.append((delivery.destination, event.webhook_id))
         return f"undelivered/{delivery.destination}"
+
+    def keep_undecided(self, event: RelayEvent, destination: str, reason: str) -> str:
+        self.undecided.append((destination, event.webhook_id, reason))
+        return f"undecided/{destination}"
 
 
 def result(event: RelayEvent, name: str, *, ok: bool) -> DeliveryResult:
@@ -80,6 +87,37 @@ def test_only_destinations_whose_filters_accept_the_event_get_it() -> None:
     publisher, fanout, _ = relay(hook("all"), hook("ended-only", event_types=frozenset({"chat.ended"})))
     publisher.publish(EVENT)
     assert [target.name for target, _ in fanout.calls[0]] == ["all"]
+
+
+def test_issue7_item7_an_event_a_filter_cannot_decide_is_kept_not_delivered_and_counted(relay_output: Any) -> None:
+    unknown = RelayEvent(
+        type="chat.message",
+        timestamp="2026-11-22T10:00:00.000Z",
+        data={"participant": {"role": "SYSTEM"}, "visibility": None, "instance_id": None},
+        webhook_id="msg_2",
+    )
+    publisher, fanout, quarantine = relay(
+        hook("everyone"),
+        hook("customers", audience="customer"),
+        hook("one-instance", instance_ids=frozenset({"i-1"})),
+        hook("typing-only", event_types=frozenset({"chat.typing"})),
+    )
+    publisher.publish(unknown)
+    flush()
+    assert [target.name for target, _ in fanout.calls[0]] == ["everyone"]
+    assert quarantine.undecided == [
+        ("customers", "msg_2", UNKNOWN_VISIBILITY),
+        ("one-instance", "msg_2", UNKNOWN_INSTANCE),
+    ]
+    assert emitted_metrics(relay_output()) == {"FilterUndecided": 2}
+
+
+def test_events_the_filters_decide_on_are_never_kept_as_undecided() -> None:
+    publisher, _, quarantine = relay(
+        hook("customers", audience="customer"), hook("typing", event_types=frozenset({TYPING}))
+    )
+    publisher.publish(EVENT)
+    assert quarantine.undecided == []
 
 
 def test_each_destination_gets_its_own_resolved_secrets() -> None:
