@@ -41,7 +41,8 @@ class ReceivedRequest:
 class Answer:
     """How a receiver answers a path: a status after ``delay`` seconds, or dropping the first requests unanswered.
 
-    With ``trickle``, the answer goes out one byte at a time, that many seconds apart.
+    With ``trickle``, the answer goes out one byte at a time, that many seconds apart. ``raw`` is sent as it is,
+    instead of an answer the receiver writes (chunked answers, interim answers, answers that are not HTTP).
     """
 
     status: int = 204
@@ -51,6 +52,7 @@ class Answer:
     location: str | None = None
     body: bytes = b""
     drop_first: int = 0
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,9 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             if answer.delay:
                 time.sleep(answer.delay)
             receiver._record(self._request(body, received_at, time.monotonic()))
+            if answer.raw is not None:
+                self.wfile.write(answer.raw)
+                return
             if answer.trickle:
                 for byte in f"HTTP/1.1 {answer.status} Whatever\r\nContent-Length: 0\r\n\r\n".encode():
                     self.wfile.write(bytes([byte]))

@@ -612,36 +612,44 @@ def _parse_answer(data: bytearray) -> _Answer | None:
             if len(data) - start > MAX_HEAD_BYTES:
                 raise ValueError("LineTooLong")
             return None
-        status_line, *fields = bytes(data[start:head_end]).decode("latin-1").split("\r\n")
+        status_line, *lines = bytes(data[start:head_end]).decode("latin-1").split("\r\n")
         version, _, rest = status_line.partition(" ")
         code = rest[:3]
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        if not version.startswith("HTTP/1.") or not (len(code) == 3 and code.isascii() and code.isdigit()):
             raise ValueError("BadStatusLine")
         status = int(code)
-        body_start = head_end + 4
-        if 100 <= status < 200:
-            start = body_start  # an interim answer (103 Early Hints): the final one follows
-            continue
-        break
-    values: dict[str, str] = {}
-    for line in fields:
+        if status < 100:
+            raise ValueError("BadStatusLine")
+        start = head_end + 4
+        if status >= 200:
+            break
+        # An interim answer (103 Early Hints): the final one follows.
+    fields: dict[str, str] = {}
+    for line in lines:
         name, _, value = line.partition(":")
-        values.setdefault(name.strip().lower(), value.strip())
-    reusable = version == "HTTP/1.1" and values.get("connection", "").lower() != "close"
-    end: int | None
+        fields.setdefault(name.strip().lower(), value.strip())
+    reusable = version == "HTTP/1.1" and fields.get("connection", "").lower() != "close"
+    end, framed = _body_end(data, start, status, fields)
+    if end is None and len(data) - start > MAX_ANSWER_BYTES:
+        framed = False
+    return _Answer(status, fields.get("retry-after"), end, reusable and framed)
+
+
+def _body_end(data: bytearray, start: int, status: int, fields: Mapping[str, str]) -> tuple[int | None, bool]:
+    """Where the body that starts at ``start`` ends (None: not all read yet), and whether its length is known."""
     if status in (204, 304):
-        end = body_start
-    elif "transfer-encoding" in values:
-        end = _chunked_end(data, body_start) if values["transfer-encoding"].lower() == "chunked" else None
-        reusable = reusable and values["transfer-encoding"].lower() == "chunked"
-    elif "content-length" in values:
-        length = int(values["content-length"]) if values["content-length"].isdigit() else MAX_ANSWER_BYTES + 1
-        end = body_start + length if len(data) >= body_start + length else None
-    else:
-        end, reusable = None, False  # the body runs until the receiver closes: the status is all the relay needs
-    if (end or len(data)) - body_start > MAX_ANSWER_BYTES:
-        end, reusable = None, False
-    return _Answer(status, values.get("retry-after"), end, reusable)
+        return start, True
+    if "transfer-encoding" in fields:
+        if fields["transfer-encoding"].lower() != "chunked":
+            return None, False
+        return _chunked_end(data, start), True
+    if "content-length" not in fields:
+        return None, False  # the body runs until the receiver closes: the status is all the relay needs
+    text = fields["content-length"]
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_ANSWER_BYTES:
+        return None, False
+    end = start + int(text)
+    return (end if len(data) >= end else None), True
 
 
 def _socket_of(flight: _Flight) -> socket.socket:

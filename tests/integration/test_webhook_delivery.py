@@ -801,3 +801,83 @@ def test_issue7_item2_a_deadline_already_past_sends_nothing(fanout: Fanout, rece
     assert (result.ok, result.status, result.retryable) == (False, None, True)
     assert result.error == "not sent: no time left before the deadline"
     assert receiver.requests == []
+
+
+# --- answers as receivers write them --------------------------------------------------------------------------------
+
+
+def test_a_chunked_answer_is_read_to_its_end_and_its_connection_kept(fanout: Fanout, receiver: Receiver) -> None:
+    """Given a receiver answering with a chunked body and a trailer, then the next delivery reuses the connection."""
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nX-T: 1\r\n\r\n"
+    receiver.answer("/chunked", Answer(raw=chunked))
+
+    first = deliver_one(fanout, Target("crm", receiver.url("/chunked")))
+    second = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert (first.ok, first.status, second.ok) == (True, 200, True)
+    assert len({request.client_port for request in receiver.requests}) == 1
+
+
+def test_an_interim_answer_is_passed_over_for_the_final_one(fanout: Fanout, receiver: Receiver) -> None:
+    """Given a 103 Early Hints before the answer, then the final answer's status and Retry-After are what count."""
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
+    final = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\nContent-Length: 0\r\n\r\n"
+    receiver.answer("/hook", Answer(raw=interim + final))
+
+    result = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert (result.status, result.retryable, result.retry_after_seconds) == (503, True, 30)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\n",  # the body would run until the receiver closes, which it does not
+    ],
+    ids=["connection-close", "http-1.0", "no-length"],
+)
+def test_an_answer_that_ends_its_connection_is_read_at_once_and_not_reused(
+    fanout: Fanout, receiver: Receiver, answer: bytes
+) -> None:
+    """Given an answer after which the connection cannot carry another, then the status counts at once and the next
+    delivery opens a new connection."""
+    receiver.answer("/last", Answer(raw=answer))
+
+    last = deliver_one(fanout, Target("crm", receiver.url("/last")))
+    after = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert (last.ok, last.status, after.ok) == (True, 200, True)
+    assert last.latency_ms < 2500  # well before the 5 s timeout: the relay does not wait for the receiver to close
+    first, second = receiver.requests
+    assert first.client_port != second.client_port
+
+
+def test_an_answer_that_is_not_http_is_a_retryable_failure(fanout: Fanout, receiver: Receiver) -> None:
+    """Given something other than HTTP on the receiver's port, then the delivery fails, to be retried later."""
+    receiver.answer("/hook", Answer(raw=b"SSH-2.0-OpenSSH_9.6\r\n\r\n"))
+
+    result = deliver_one(fanout, Target("crm", receiver.url()))
+
+    assert (result.ok, result.status, result.retryable) == (False, None, True)
+    assert result.error == "connection dropped: BadStatusLine"
+
+
+def test_a_tls_handshake_that_never_ends_times_out(tls_files: TlsFiles) -> None:
+    """Given a server that accepts connections and never answers the TLS handshake, then the timeout ends it."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        sender = WebhookSender(resolver=FakeResolver({TLS_HOST: ["127.0.0.1"]}), ca_certs=str(tls_files.ca_cert))
+        fanout = Fanout(sender)
+        url = f"https://{TLS_HOST}:{silent.getsockname()[1]}/hook"
+        started = time.monotonic()
+        try:
+            result = deliver_one(fanout, Target("crm", url, timeout_seconds=1.0, allow_http=False))
+        finally:
+            fanout.close()
+            sender.close()
+
+    assert (result.ok, result.error, result.retryable) == (False, "connection timed out", True)
+    assert 0.9 <= time.monotonic() - started < 1.0 + 1.5
