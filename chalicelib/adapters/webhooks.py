@@ -220,7 +220,7 @@ class WebhookSender:
             else:
                 flights.append(prepared)
         if flights:
-            _Fanout(self, flights, executor, sent).run()
+            _SendAll(self, flights, executor, sent).run()
         return [item for item in sent if item is not None]  # all of them: every flight ends with its outcome
 
     def close(self) -> None:
@@ -307,7 +307,7 @@ class WebhookSender:
         return self._tls_context
 
 
-class _Fanout:
+class _SendAll:
     """One ``send_all`` call: moves its flights on as their sockets (or lookups) get ready, each by its deadline."""
 
     def __init__(self, sender: WebhookSender, flights: list[_Flight], executor: Executor, sent: list[Sent | None]):
