@@ -1,0 +1,99 @@
+"""Every function may write its own logs, on both deployment paths, and no other function's.
+
+Lambda writes a function's logs to ``/aws/lambda/<function name>``, so the Logs statement of each function's policy
+must name that exact log group. The two paths name functions differently unless told: ``chalice deploy`` calls the
+API function ``connect-chat-relay-<stage>`` (no suffix) and the others ``connect-chat-relay-<stage>-<name>``;
+CloudFormation would call them ``<stack>-<LogicalId>-<random>``, which no policy can name, so the merged template
+(``infra/on-failure.json``) names each after the stack, ``connect-chat-relay-<stage>`` as the README deploys it.
+Both paths' names come from Chalice itself here: its application graph (what ``chalice deploy`` creates) and its
+SAM template generator (what ``chalice package`` writes), without building a package.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import botocore.session
+import pytest
+from chalice.awsclient import TypedAWSClient
+from chalice.cli.factory import CLIFactory
+from chalice.deploy import models
+from chalice.deploy.appgraph import ApplicationGraphBuilder, DependencyBuilder
+from chalice.package import PackageOptions, SAMTemplateGenerator, TemplateDeepMerger
+
+from tests.conftest import ACCOUNT, PROJECT, REGION
+
+CONFIG = json.loads((PROJECT / ".chalice" / "config.json").read_text())
+STAGES = sorted(CONFIG["stages"])
+LOG_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def stack_name(stage: str) -> str:
+    """The application stack's name, as the README's package commands deploy it."""
+    return f"connect-chat-relay-{stage}"
+
+
+def log_group_arns(function_name: str) -> set[str]:
+    group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{function_name}"
+    return {group, f"{group}:*"}
+
+
+def chalice_deploy_functions(stage: str) -> list[models.LambdaFunction]:
+    config = CLIFactory(str(PROJECT)).create_config_obj(chalice_stage_name=stage)
+    application = ApplicationGraphBuilder().build(config, stage)
+    return [r for r in DependencyBuilder().build_dependencies(application) if isinstance(r, models.LambdaFunction)]
+
+
+def packaged_template(stage: str) -> dict[str, Any]:
+    config = CLIFactory(str(PROJECT)).create_config_obj(chalice_stage_name=stage)
+    application = ApplicationGraphBuilder().build(config, stage)
+    resources = DependencyBuilder().build_dependencies(application)
+    options = PackageOptions(TypedAWSClient(botocore.session.get_session()))
+    template = SAMTemplateGenerator(config, options).generate(resources)
+    merged = json.loads((PROJECT / "infra" / "on-failure.json").read_text())
+    return TemplateDeepMerger().merge(merged, template)
+
+
+def cloudformation_name(function: dict[str, Any], stage: str) -> str:
+    name = function["Properties"].get("FunctionName")
+    assert isinstance(name, dict), "without a FunctionName CloudFormation adds a random suffix no policy can name"
+    return str(name["Fn::Sub"]).replace("${AWS::StackName}", stack_name(stage))
+
+
+def log_resources(policy: dict[str, Any]) -> set[str]:
+    statements = [s for s in policy["Statement"] if set(s["Action"]) & LOG_ACTIONS]
+    assert len(statements) == 1
+    assert set(statements[0]["Action"]) == LOG_ACTIONS
+    return set(statements[0]["Resource"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_function_may_write_to_its_own_log_group_on_both_paths(stage: str) -> None:
+    """Given each function of a stage, as chalice deploy names it and as the packaged template names it, then its
+    policy grants the logs actions on exactly that function's log group."""
+    template = packaged_template(stage)
+    packaged = {
+        resource["Properties"]["Handler"]: resource
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    deployed = chalice_deploy_functions(stage)
+    assert len(deployed) == len(packaged) == len(CONFIG["stages"][stage]["lambda_functions"])
+    for function in deployed:
+        # The policy file Chalice puts in the function's role, on both paths.
+        role = function.role
+        assert isinstance(role, models.ManagedIAMRole)
+        assert isinstance(role.policy, models.FileBasedIAMPolicy)
+        policy = json.loads((PROJECT / ".chalice" / role.policy.filename).read_text())
+
+        assert log_resources(policy) == log_group_arns(function.function_name), function.resource_name
+        assert cloudformation_name(packaged[function.handler], stage) == function.function_name
+
+
+def test_the_api_function_has_no_suffix() -> None:
+    """Given chalice deploy's names, then the API function is the app and stage alone (its logs were denied when the
+    policy named only ``connect-chat-relay-<stage>-*``)."""
+    names = {f.resource_name: f.function_name for f in chalice_deploy_functions("dev")}
+    assert names["api_handler"] == "connect-chat-relay-dev"
+    assert names["on_chat_message"] == "connect-chat-relay-dev-on_chat_message"
