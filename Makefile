@@ -43,6 +43,7 @@ package: $(STAMP)
 	rm -rf build/package
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $${STAGE:-dev} \
 		--merge-template infra/on-failure.json build/package
+	$(BIN)/python -m scripts.lambda_runtime build/package/sam.json
 	$(BIN)/cfn-lint build/package/sam.json
 	@echo "CloudFormation template and deployment.zip written to build/package"
 

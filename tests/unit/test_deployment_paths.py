@@ -1,4 +1,5 @@
-"""Every function may write its own logs, on both deployment paths, and no other function's.
+"""Both deployment paths (`chalice deploy` and `make package`): each function writes its own logs and no other, and
+runs on the one stated Lambda runtime.
 
 Lambda writes a function's logs to ``/aws/lambda/<function name>``, so the Logs statement of each function's policy
 must name that exact log group. The two paths name functions differently unless told: ``chalice deploy`` calls the
@@ -22,6 +23,7 @@ from chalice.deploy import models
 from chalice.deploy.appgraph import ApplicationGraphBuilder, DependencyBuilder
 from chalice.package import PackageOptions, SAMTemplateGenerator, TemplateDeepMerger
 
+from scripts.lambda_runtime import LAMBDA_RUNTIME, pin_runtime
 from tests.conftest import ACCOUNT, PROJECT, REGION
 
 CONFIG = json.loads((PROJECT / ".chalice" / "config.json").read_text())
@@ -97,3 +99,21 @@ def test_the_api_function_has_no_suffix() -> None:
     names = {f.resource_name: f.function_name for f in chalice_deploy_functions("dev")}
     assert names["api_handler"] == "connect-chat-relay-dev"
     assert names["on_chat_message"] == "connect-chat-relay-dev-on_chat_message"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_packaged_function_runs_on_the_one_stated_runtime(stage: str) -> None:
+    """Given the packaged template (built here with Python 3.11), then `make package`'s step sets every function
+    to the runtime stated in scripts/lambda_runtime.py, whatever Python ran Chalice."""
+    template = pin_runtime(packaged_template(stage))
+    runtimes = {
+        name: resource["Properties"]["Runtime"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert set(runtimes.values()) == {LAMBDA_RUNTIME}
+    assert len(runtimes) == len(CONFIG["stages"][stage]["lambda_functions"])
+
+
+def test_the_makefile_pins_the_runtime_of_the_package_it_builds() -> None:
+    assert "$(BIN)/python -m scripts.lambda_runtime build/package/sam.json" in (PROJECT / "Makefile").read_text()
