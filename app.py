@@ -15,6 +15,7 @@ from chalicelib.handlers.chat_stream import chat_stream
 from chalicelib.handlers.chats_api import chats_api
 from chalicelib.handlers.contact_events import contact_events
 from chalicelib.handlers.contacts_api import contacts_api
+from chalicelib.handlers.destinations_api import destinations_api
 from chalicelib.handlers.docs import api_docs
 from chalicelib.handlers.flow import flow
 from chalicelib.handlers.streaming_api import streaming_api
@@ -36,4 +37,5 @@ app.register_blueprint(flow)
 app.register_blueprint(streaming_api)
 app.register_blueprint(contacts_api)
 app.register_blueprint(chats_api)
+app.register_blueprint(destinations_api)
 app.register_blueprint(api_docs)

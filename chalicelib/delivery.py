@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from chalicelib import __version__
 from chalicelib.adapters.webhooks import WebhookPost
@@ -33,6 +33,8 @@ USER_AGENT = f"connect-chat-relay/{__version__}"
 # Besides every 5xx: the receiver timed out reading (408), is not ready for early data (425), or is throttling (429).
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 # A receiver may slow its retries down, but not push them past the retry schedule's horizon.
+# Why an undelivered event waits where it does (see DeliveryResult.held).
+Held = Literal["parked", "deferred"]
 
 
 class WebhookTarget(Protocol):
@@ -52,7 +54,11 @@ class WebhookTarget(Protocol):
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    """What delivering one event to one destination came to; ``error`` never holds a secret or the url."""
+    """What delivering one event to one destination came to; ``error`` never holds a secret or the url.
+
+    ``held``: ``parked`` (kept for a disabled destination until it is re-enabled, instead of the retry path) or
+    ``deferred`` (not attempted: handed to the retry path by the destination's circuit breaker or rate limit).
+    """
 
     destination: str
     webhook_id: str
@@ -64,6 +70,7 @@ class DeliveryResult:
     retryable: bool
     retry_after_seconds: int | None
     disable_endpoint: bool
+    held: Held | None = None
 
     @classmethod
     def unsent(

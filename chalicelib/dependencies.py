@@ -12,6 +12,7 @@ from chalicelib.adapters.attachment_files import AttachmentFiles
 from chalicelib.adapters.chat_connections import ChatConnections
 from chalicelib.adapters.client_tokens import ClientTokenLedger
 from chalicelib.adapters.connect import ConnectGateway
+from chalicelib.adapters.health_table import HealthTable
 from chalicelib.adapters.participant import ParticipantGateway
 from chalicelib.adapters.quarantine import Quarantine
 from chalicelib.adapters.secrets import SecretResolver
@@ -20,6 +21,7 @@ from chalicelib.adapters.webhooks import WebhookSender
 from chalicelib.delivery import Fanout
 from chalicelib.destinations import RelayConfig, relay_config
 from chalicelib.errors import SettingsError
+from chalicelib.health import EndpointHealth, HealthPolicy
 from chalicelib.relay import Relay
 from chalicelib.settings import get_settings
 from chalicelib.streaming import StreamingStarter
@@ -95,6 +97,19 @@ def fanout() -> Fanout:
 
 
 @cache
+def endpoint_health() -> EndpointHealth:
+    """Each destination's health (disabled, breaker, rate), cached per container for ``HEALTH_CACHE_SECONDS``."""
+    settings = get_settings()
+    policy = HealthPolicy(
+        disable_after_seconds=settings.disable_after_hours * 3600.0,
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown_seconds=float(settings.breaker_cooldown_seconds),
+        cache_seconds=float(settings.health_cache_seconds),
+    )
+    return EndpointHealth(HealthTable(clients.dynamodb(), settings.health_table_name), policy)
+
+
+@cache
 def relay() -> Relay:
     """Publishes events to the destinations."""
     return Relay(
@@ -102,6 +117,7 @@ def relay() -> Relay:
         SecretResolver(ssm=clients.ssm, secretsmanager=clients.secretsmanager),
         fanout(),
         quarantine(),
+        endpoint_health(),
     )
 
 
@@ -114,6 +130,7 @@ def reset() -> None:
         client_token_ledger,
         two_way_chats,
         quarantine,
+        endpoint_health,
         relay,
     ):
         factory.cache_clear()

@@ -47,6 +47,10 @@ What a filter cannot decide (see :meth:`Destination.undecided`) is not delivered
   stay refused).
 - ``allow_http``, ``allow_private_network`` and ``allow_literal_secrets`` are development switches: a production
   stage refuses them unless its settings say otherwise (:attr:`chalicelib.settings.Settings.development_switches`).
+- ``max_per_second``: at most this many deliveries a second (1 to 10,000), across every container; what goes
+  above it waits in the retry path. Omitted: no limit.
+- ``disable_after_hours``: disable the destination after it has failed without a success for this long (more
+  than 0, at most 720); default ``DISABLE_AFTER_HOURS`` (24). An HTTP 410 disables it at once.
 
 Every problem in a file is reported at once, each naming the destination and the field; no message ever
 contains a secret value.
@@ -73,6 +77,8 @@ CONFIG_VERSION = 1
 MAX_TIMEOUT_SECONDS = 30.0
 DEFAULT_TIMEOUT_SECONDS = 10.0
 MAX_SECRETS = 3
+MAX_PER_SECOND = 10_000
+MAX_DISABLE_AFTER_HOURS = 720
 PARTICIPANT_ROLES = frozenset({"AGENT", "CUSTOMER", "SYSTEM", "CUSTOM_BOT", "SUPERVISOR"})
 AUDIENCES = ("customer", "agent", "all")
 TYPING = "chat.typing"
@@ -105,6 +111,8 @@ _DESTINATION_FIELDS = frozenset(
         "allow_http",
         "allow_private_network",
         "allow_literal_secrets",
+        "max_per_second",
+        "disable_after_hours",
     }
 )
 DEVELOPMENT_SWITCHES = ("allow_http", "allow_private_network", "allow_literal_secrets")
@@ -181,6 +189,8 @@ class Destination:
     secrets: tuple[SecretRef, ...] = ()
     allow_http: bool = False
     allow_private_network: bool = False
+    max_per_second: int | None = None
+    disable_after_seconds: float | None = None
     # Precomputed once: accepts() runs for every event and every destination.
     _exact_types: frozenset[str] | None = field(init=False, repr=False, compare=False)
     _type_prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -405,6 +415,8 @@ def _parse_destination(
         for switch in DEVELOPMENT_SWITCHES:
             if entry.get(switch) is True:
                 fault(switch, _SWITCH_REFUSED)
+    max_per_second = _max_per_second(entry.get("max_per_second"), fault)
+    disable_after_hours = _disable_after_hours(entry.get("disable_after_hours"), fault)
 
     if len(problems) > before or url is None:
         return None
@@ -420,6 +432,8 @@ def _parse_destination(
         secrets=secrets,
         allow_http=allow_http,
         allow_private_network=allow_private,
+        max_per_second=max_per_second,
+        disable_after_seconds=None if disable_after_hours is None else disable_after_hours * 3600,
     )
 
 
@@ -497,6 +511,24 @@ def _timeout(value: object, fault: _Fault) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT_SECONDS:
         fault("timeout_seconds", f"must be a number of seconds more than 0 and at most {MAX_TIMEOUT_SECONDS:g}")
         return DEFAULT_TIMEOUT_SECONDS
+    return float(value)
+
+
+def _max_per_second(value: object, fault: _Fault) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PER_SECOND:
+        fault("max_per_second", f"must be a whole number of deliveries a second from 1 to {MAX_PER_SECOND:,}")
+        return None
+    return value
+
+
+def _disable_after_hours(value: object, fault: _Fault) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_DISABLE_AFTER_HOURS:
+        fault("disable_after_hours", f"must be a number of hours more than 0 and at most {MAX_DISABLE_AFTER_HOURS}")
+        return None
     return float(value)
 
 

@@ -1,5 +1,5 @@
-"""Publishing an event: the destinations that want it, their secrets, the concurrent delivery, and a durable copy
-of every delivery that failed."""
+"""Publishing an event: the destinations that want it, their health, their secrets, the concurrent delivery, and a
+durable copy of every delivery that failed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.adapters.secrets import SecretUnavailableError
 from chalicelib.delivery import DeliveryResult
+from chalicelib.errors import RelayError
 from chalicelib.observability import count, logger
 
 if TYPE_CHECKING:
@@ -17,10 +18,15 @@ if TYPE_CHECKING:
     from chalicelib.delivery import Fanout, WebhookTarget
     from chalicelib.destinations import Destination, RelayConfig
     from chalicelib.events import RelayEvent
+    from chalicelib.health import EndpointHealth, Gate, ReplayProgress
+
+
+class DestinationUnknownError(RelayError):
+    """No destination of that name is configured."""
 
 
 class Relay:
-    """Delivers each event to every destination whose filters accept it."""
+    """Delivers each event to every destination whose filters accept it and whose health lets it through."""
 
     def __init__(
         self,
@@ -28,37 +34,88 @@ class Relay:
         secrets: SecretResolver,
         fanout: Fanout,
         quarantine: Quarantine,
+        health: EndpointHealth,
     ) -> None:
         self._config = config
         self._secrets = secrets
         self._fanout = fanout
         self._quarantine = quarantine
+        self._health = health
 
     def publish(self, event: RelayEvent, *, max_timeout_seconds: float | None = None) -> list[DeliveryResult]:
-        """Deliver ``event``; failed deliveries are kept in the quarantine's ``undelivered/`` for replay.
+        """Deliver ``event``; failed deliveries are kept in the quarantine's ``undelivered/`` for replay, and a
+        disabled destination's are parked (``held="parked"``).
 
         ``max_timeout_seconds`` shortens the destinations' own timeouts when a caller is waiting.
         """
-        targets: list[tuple[WebhookTarget, Sequence[str]]] = []
-        unresolved: list[DeliveryResult] = []
+        wanted = []
         for destination in self._config().destinations:
-            if not destination.accepts(event):
+            if destination.accepts(event):
+                wanted.append(destination)
+            else:
                 self._keep_undecided(destination, event)
+        return self._deliver(event, wanted, max_timeout_seconds=max_timeout_seconds, replay=False)
+
+    def enable(
+        self,
+        name: str,
+        *,
+        time_left: Callable[[], float],
+        on_replayed: Callable[[ReplayProgress], None] | None = None,
+    ) -> ReplayProgress:
+        """Re-enable a destination: its parked events go out in order through this relay's delivery path."""
+        destination = self.destination(name)
+        return self._health.enable(
+            name,
+            lambda event: self._deliver(event, [destination], replay=True)[0],
+            time_left=time_left,
+            on_replayed=on_replayed,
+        )
+
+    def destination(self, name: str) -> Destination:
+        """The configured destination called ``name``."""
+        for destination in self._config().destinations:
+            if destination.name == name:
+                return destination
+        raise DestinationUnknownError(f"no destination is called {name!r}")
+
+    def _deliver(
+        self,
+        event: RelayEvent,
+        destinations: Sequence[Destination],
+        *,
+        max_timeout_seconds: float | None = None,
+        replay: bool,
+    ) -> list[DeliveryResult]:
+        targets: list[tuple[WebhookTarget, Sequence[str]]] = []
+        held: list[DeliveryResult] = []
+        for destination in destinations:
+            gate = self._health.gate(destination, event, replay=replay)
+            if gate.decision != "deliver":
+                held.append(_held(event, destination.name, gate))
                 continue
             try:
                 secrets = [self._secrets.resolve(ref) for ref in destination.secrets]
             except SecretUnavailableError as exc:
                 logger.error("webhook secret unavailable", extra={"destination": destination.name, "reason": str(exc)})
                 count("DeliveryFailed")
-                unresolved.append(DeliveryResult.unsent(event, destination.name, f"not sent: {exc}", retryable=True))
+                held.append(DeliveryResult.unsent(event, destination.name, f"not sent: {exc}", retryable=True))
                 continue
             target = destination
             if max_timeout_seconds is not None and destination.timeout_seconds > max_timeout_seconds:
                 target = replace(destination, timeout_seconds=max_timeout_seconds)
             targets.append((target, secrets))
-        results = self._fanout.deliver(event, targets) + unresolved
+        by_name = {destination.name: destination for destination in destinations}
+        results = [
+            replace(result, held="parked")
+            if self._health.record(by_name[result.destination], event, result, replay=replay)
+            else result
+            for result in self._fanout.deliver(event, targets)
+        ]
+        results += held
         for result in results:
-            if not result.ok:
+            # A parked event waits in the health store; a replayed one that was deferred is still parked.
+            if not result.ok and result.held != "parked" and not (replay and result.held == "deferred"):
                 key = self._quarantine.keep_undelivered(event, result)
                 logger.info("undelivered event kept", extra={"destination": result.destination, "key": key})
         return results
@@ -74,3 +131,15 @@ class Relay:
             extra={"destination": destination.name, "webhook_id": event.webhook_id, "reason": reason, "key": key},
         )
         count("FilterUndecided")
+
+
+def _held(event: RelayEvent, destination: str, gate: Gate) -> DeliveryResult:
+    if gate.decision == "parked":
+        return replace(
+            DeliveryResult.unsent(event, destination, f"parked: {gate.reason}", retryable=False), held="parked"
+        )
+    return replace(
+        DeliveryResult.unsent(event, destination, f"deferred: {gate.reason}", retryable=True),
+        held="deferred",
+        retry_after_seconds=gate.retry_after_seconds,
+    )

@@ -52,6 +52,11 @@ class Settings:
     quarantine_bucket: str
     quarantine_prefix: str
     relay_config_file: Path
+    health_table_name: str
+    disable_after_hours: int = 24
+    breaker_failures: int = 5
+    breaker_cooldown_seconds: int = 30
+    health_cache_seconds: int = 5
     connect_instance_id: str | None = None
     contact_flows: Mapping[str, str] = field(default_factory=dict)
     default_flow: str | None = None
@@ -125,6 +130,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     ttl_days = read.integer("STREAMS_TTL_DAYS", 8, 1, 365)
     bucket = read.required("QUARANTINE_BUCKET", "the S3 bucket that keeps items the relay could not read")
     prefix = read.optional("QUARANTINE_PREFIX", "quarantine/")
+    health_table, disable_after_hours, breaker_failures, breaker_cooldown, health_cache = _endpoint_health(read)
     config_file = Path(read.optional("RELAY_CONFIG_FILE", str(PACKAGE_CONFIG_DIR / f"destinations-{stage}.json")))
 
     connect_instance = read.optional("CONNECT_INSTANCE_ID") or None
@@ -158,6 +164,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         quarantine_bucket=bucket,
         quarantine_prefix=prefix,
         relay_config_file=config_file,
+        health_table_name=health_table,
+        disable_after_hours=disable_after_hours,
+        breaker_failures=breaker_failures,
+        breaker_cooldown_seconds=breaker_cooldown,
+        health_cache_seconds=health_cache,
         connect_instance_id=connect_instance,
         contact_flows=flows,
         default_flow=default_flow,
@@ -166,6 +177,17 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         participant_token_key_id=token_key,
         attachments_prefix=attachments_prefix,
         attachment_link_seconds=link_seconds,
+    )
+
+
+def _endpoint_health(read: _Reader) -> tuple[str, int, int, int, int]:
+    """The health table, disable threshold (hours), breaker failures and cooldown, health cache (seconds)."""
+    return (
+        read.required("HEALTH_TABLE_NAME", "the DynamoDB table of destination health and parked events"),
+        read.integer("DISABLE_AFTER_HOURS", 24, 1, 720),
+        read.integer("BREAKER_FAILURES", 5, 1, 1000),
+        read.integer("BREAKER_COOLDOWN_SECONDS", 30, 1, 3600),
+        read.integer("HEALTH_CACHE_SECONDS", 5, 0, 60),
     )
 
 

@@ -135,6 +135,15 @@ class World:
             AttributeDefinitions=[{"AttributeName": "initial_contact_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        boto3.client("dynamodb").create_table(
+            TableName=STAGE_ENV["HEALTH_TABLE_NAME"],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
         boto3.client("s3").create_bucket(Bucket=STAGE_ENV["QUARANTINE_BUCKET"])
         kms = boto3.client("kms")
         key_id = kms.create_key(Description="participant tokens")["KeyMetadata"]["KeyId"]

@@ -21,6 +21,7 @@ INSTANCE_ID = "12345678-1234-1234-1234-123456789012"
 INSTANCE_ARN = f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID}"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:connect-chat-relay-dev-stream"
 STREAMS_TABLE = "connect-chat-relay-dev-streams"
+HEALTH_TABLE = "connect-chat-relay-dev-destinations"
 QUARANTINE_BUCKET = f"connect-chat-relay-dev-{ACCOUNT}"
 
 
@@ -61,7 +62,7 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def aws() -> Iterator[None]:
-    """moto's emulated AWS with the relay's table and bucket."""
+    """moto's emulated AWS with the relay's tables and bucket."""
     from moto import mock_aws
 
     from chalicelib import clients
@@ -71,6 +72,15 @@ def aws() -> Iterator[None]:
             TableName=STREAMS_TABLE,
             KeySchema=[{"AttributeName": "initial_contact_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "initial_contact_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        clients.dynamodb().create_table(
+            TableName=HEALTH_TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
         clients.s3().create_bucket(Bucket=QUARANTINE_BUCKET)

@@ -71,6 +71,9 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "ssm:GetParameter",
         "secretsmanager:GetSecretValue",
         "sqs:SendMessage",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
     }
     assert actions(policy(stage, "api_handler")) == logs | {
         "connect:StartContactStreaming",
@@ -80,6 +83,8 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
         "s3:PutObject",
         "ssm:GetParameter",
         "secretsmanager:GetSecretValue",
@@ -88,3 +93,35 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "kms:Encrypt",
         "kms:Decrypt",
     }
+
+
+def statements_on(document: dict[str, Any], resource: str) -> set[str]:
+    return {
+        action
+        for statement in document["Statement"]
+        if resource in statement["Resource"]
+        for action in statement["Action"]
+    }
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_destination_health_grants_exactly_its_calls_on_its_table_only(stage: str) -> None:
+    table = f"arn:aws:dynamodb:us-east-1:111122223333:table/connect-chat-relay-{stage}-destinations"
+    # gate: GetItem, UpdateItem (probe, rate window); record: UpdateItem; park: a transaction of Update + Put.
+    assert statements_on(policy(stage, "on_chat_message"), table) == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+    }
+    # The same for call.started, and re-enabling: Query the parked events, Delete each one replayed.
+    assert statements_on(policy(stage, "api_handler"), table) == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
+    }
+    for function in ("start_streaming_from_flow", "on_contact_event"):
+        assert statements_on(policy(stage, function), table) == set()
+    environment = CONFIG["stages"][stage]["environment_variables"]
+    assert table.endswith(environment["HEALTH_TABLE_NAME"])

@@ -1,6 +1,6 @@
 """Publishing: which destinations get an event, with which secrets, and what is kept when delivery fails.
 
-In-memory fakes stand in for the fan-out, the secrets and the quarantine.
+In-memory fakes stand in for the fan-out, the secrets, the quarantine and the health store.
 """
 
 from __future__ import annotations
@@ -8,23 +8,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from chalicelib.adapters.secrets import SecretUnavailableError
 from chalicelib.delivery import DeliveryResult
 from chalicelib.destinations import TYPING, UNKNOWN_INSTANCE, UNKNOWN_VISIBILITY, Destination, RelayConfig, SecretRef
 from chalicelib.events import RelayEvent
+from chalicelib.health import EndpointHealth, HealthPolicy
 from chalicelib.observability import flush
-from chalicelib.relay import Relay
+from chalicelib.relay import DestinationUnknownError, Relay
 from tests.conftest import emitted_metrics
+from tests.fakes import Clock, FakeHealthStore
 
 
 class FakeFanout:
-    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+    def __init__(self, failing: frozenset[str] = frozenset(), status: int = 503) -> None:
         self.failing = failing
+        self.status = status
         self.calls: list[list[tuple[Any, Sequence[str]]]] = []
+        self.sent: list[tuple[str, str]] = []
 
     def deliver(self, event: RelayEvent, targets: Sequence[tuple[Any, Sequence[str]]]) -> list[DeliveryResult]:
         self.calls.append(list(targets))
-        return [result(event, target.name, ok=target.name not in self.failing) for target, _ in targets]
+        self.sent += [(target.name, event.webhook_id) for target, _ in targets]
+        return [
+            result(event, target.name, ok=target.name not in self.failing, status=self.status) for target, _ in targets
+        ]
 
 
 class FakeSecrets:
@@ -48,18 +57,18 @@ class FakeQuarantine:
         return f"undecided/{destination}"
 
 
-def result(event: RelayEvent, name: str, *, ok: bool) -> DeliveryResult:
+def result(event: RelayEvent, name: str, *, ok: bool, status: int = 503) -> DeliveryResult:
     return DeliveryResult(
         destination=name,
         webhook_id=event.webhook_id,
         event_type=event.type,
         ok=ok,
-        status=204 if ok else 503,
-        error=None if ok else "HTTP 503",
+        status=204 if ok else status,
+        error=None if ok else f"HTTP {status}",
         latency_ms=1.0,
-        retryable=not ok,
+        retryable=not ok and status != 410,
         retry_after_seconds=None,
-        disable_endpoint=False,
+        disable_endpoint=not ok and status == 410,
     )
 
 
@@ -77,10 +86,14 @@ EVENT = RelayEvent(
 )
 
 
-def relay(*destinations: Destination, fanout: FakeFanout | None = None) -> tuple[Relay, FakeFanout, FakeQuarantine]:
+def relay(
+    *destinations: Destination, fanout: FakeFanout | None = None, store: FakeHealthStore | None = None
+) -> tuple[Relay, FakeFanout, FakeQuarantine]:
     fake_fanout, quarantine = fanout or FakeFanout(), FakeQuarantine()
     config = RelayConfig(destinations=destinations, version=1)
-    return Relay(lambda: config, FakeSecrets(), fake_fanout, quarantine), fake_fanout, quarantine  # type: ignore[arg-type]
+    health = EndpointHealth(store or FakeHealthStore(), HealthPolicy(), clock=Clock())
+    publisher = Relay(lambda: config, FakeSecrets(), fake_fanout, quarantine, health)  # type: ignore[arg-type]
+    return publisher, fake_fanout, quarantine
 
 
 def test_only_destinations_whose_filters_accept_the_event_get_it() -> None:
@@ -148,3 +161,53 @@ def test_a_waiting_caller_shortens_long_timeouts_only() -> None:
     publisher, fanout, _ = relay(hook("slow", timeout_seconds=30), hook("quick", timeout_seconds=2))
     publisher.publish(EVENT, max_timeout_seconds=5)
     assert [target.timeout_seconds for target, _ in fanout.calls[0]] == [5, 2]
+
+
+def test_a_410_parks_the_event_instead_of_keeping_it_undelivered() -> None:
+    store = FakeHealthStore()
+    publisher, _, quarantine = relay(hook("gone"), fanout=FakeFanout(frozenset({"gone"}), status=410), store=store)
+    [gone] = publisher.publish(EVENT)
+    assert (gone.ok, gone.status, gone.held) == (False, 410, "parked")
+    assert quarantine.kept == []
+    assert [p.event.webhook_id for p in store.parked_events["gone"]] == ["msg_1"]
+
+
+def test_a_disabled_destination_is_not_sent_to_and_its_result_says_parked() -> None:
+    store = FakeHealthStore()
+    publisher, fanout, quarantine = relay(hook("gone"), hook("up"), store=store)
+    store.disable("gone", "the receiver answered 410 Gone", 0)
+    results = publisher.publish(EVENT)
+    assert [target.name for target, _ in fanout.calls[0]] == ["up"]
+    parked = next(r for r in results if r.destination == "gone")
+    assert (parked.ok, parked.held, parked.retryable) == (False, "parked", False)
+    assert quarantine.kept == []
+
+
+def test_an_open_breaker_sends_the_event_to_the_failure_path_without_trying() -> None:
+    store = FakeHealthStore()
+    publisher, fanout, quarantine = relay(hook("dead"), store=store)
+    store.open_breaker("dead", 0, 1_800_000_000.0 + 30)
+    [deferred] = publisher.publish(EVENT)
+    assert fanout.calls == [[]]
+    assert (deferred.held, deferred.retryable, deferred.retry_after_seconds) == ("deferred", True, 30)
+    assert quarantine.kept == [("dead", "msg_1")]
+
+
+def test_enable_replays_through_the_delivery_path_in_order() -> None:
+    store = FakeHealthStore()
+    publisher, fanout, _ = relay(hook("crm"), store=store)
+    store.disable("crm", "the receiver answered 410 Gone", 0)
+    for number in (1, 2, 3):
+        publisher.publish(
+            RelayEvent(type=EVENT.type, timestamp=EVENT.timestamp, data=EVENT.data, webhook_id=f"m{number}")
+        )
+    assert fanout.calls == [[], [], []]
+    progress = publisher.enable("crm", time_left=lambda: 10)
+    assert progress.done
+    assert fanout.sent == [("crm", "m1"), ("crm", "m2"), ("crm", "m3")]
+
+
+def test_enabling_an_unknown_destination_is_refused() -> None:
+    publisher, _, _ = relay(hook("crm"))
+    with pytest.raises(DestinationUnknownError):
+        publisher.enable("nobody", time_left=lambda: 10)
