@@ -181,7 +181,7 @@ class HealthTable:
                                 "TableName": self._table,
                                 "Key": _key(name),
                                 "UpdateExpression": "ADD parked :one",
-                                "ConditionExpression": "#s <> :enabled",
+                                "ConditionExpression": "attribute_exists(#s) AND #s <> :enabled",
                                 "ExpressionAttributeNames": {"#s": "status"},
                                 "ExpressionAttributeValues": {":one": _n(1), ":enabled": {"S": "enabled"}},
                             }

@@ -402,6 +402,14 @@ def test_shipped_configs_have_no_destinations(stage):
         ({"secrets": ["ssm:/a", 7]}, 'destinations[0] ("crm").secrets[1]: must be "ssm:<parameter name>"'),
         ({"secrets": ["ssm:/a", "ssm:/a"]}, 'destinations[0] ("crm").secrets[1]: repeats secrets[0]'),
         ({"secrets": ["whsec_dG9vIHNob3J0"]}, 'destinations[0] ("crm").secrets[0]: must be'),
+        ({"max_per_second": 0}, 'destinations[0] ("crm").max_per_second: must be a whole number'),
+        ({"max_per_second": 2.5}, 'destinations[0] ("crm").max_per_second: must be a whole number'),
+        ({"max_per_second": True}, 'destinations[0] ("crm").max_per_second: must be a whole number'),
+        ({"max_per_second": 10_001}, 'destinations[0] ("crm").max_per_second: must be a whole number'),
+        ({"disable_after_hours": 0}, 'destinations[0] ("crm").disable_after_hours: must be a number'),
+        ({"disable_after_hours": 721}, 'destinations[0] ("crm").disable_after_hours: must be a number'),
+        ({"disable_after_hours": "24"}, 'destinations[0] ("crm").disable_after_hours: must be a number'),
+        ({"disable_after_hours": float("nan")}, 'destinations[0] ("crm").disable_after_hours: must be a number'),
     ],
 )
 def test_each_invalid_field_is_named_with_its_destination(overrides, where):
@@ -695,3 +703,14 @@ def test_relay_config_is_read_once_until_the_file_changes(tmp_path):
     second = relay_config(path)
     assert second.destinations == ()
     assert relay_config(path) is second
+
+
+def test_health_fields_are_read_and_default_to_none():
+    """Given a rate and a threshold, then the destination carries them (hours as seconds); else neither."""
+    config = parse_relay_config(
+        {"version": 1, "destinations": [entry(max_per_second=20, disable_after_hours=0.5), entry(name="plain")]},
+        source="test.json",
+    )
+    limited, plain = config.destinations
+    assert (limited.max_per_second, limited.disable_after_seconds) == (20, 1800.0)
+    assert (plain.max_per_second, plain.disable_after_seconds) == (None, None)

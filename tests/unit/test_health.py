@@ -116,11 +116,11 @@ class TestDisable:
         fail(health, 1)
         clock.advance(23 * 3600)
         fail(health, 1)
-        assert store.states["crm"].status == "enabled"
+        assert store.read("crm").status == "enabled"
         clock.advance(3600)
         fail(health, 1)
-        assert store.states["crm"].status == "disabled"
-        assert "24 h" in (store.states["crm"].disabled_reason or "")
+        assert store.read("crm").status == "disabled"
+        assert "24 h" in (store.read("crm").disabled_reason or "")
 
     def test_a_destination_may_set_its_own_threshold(self, store: FakeHealthStore, clock: Clock) -> None:
         health = EndpointHealth(store, HealthPolicy(breaker_failures=1000), clock=clock)

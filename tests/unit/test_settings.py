@@ -24,13 +24,22 @@ def test_the_dev_stage_configuration_is_valid() -> None:
     assert settings.allowed_instance_ids == {INSTANCE_ID}
     assert settings.streams_ttl_days == 8
     assert settings.relay_config_file.name == "destinations-dev.json"
+    assert settings.health_table_name == "connect-chat-relay-dev-destinations"
+    assert (settings.disable_after_hours, settings.breaker_failures, settings.breaker_cooldown_seconds) == (24, 5, 30)
+    assert settings.health_cache_seconds == 5
 
 
 def test_every_missing_variable_is_named_at_once() -> None:
     with pytest.raises(SettingsError) as raised:
         load_settings({"AWS_REGION": "us-east-1"})
     message = str(raised.value)
-    for name in ("STREAMING_TOPIC_ARN", "ALLOWED_INSTANCE_IDS", "STREAMS_TABLE_NAME", "QUARANTINE_BUCKET"):
+    for name in (
+        "STREAMING_TOPIC_ARN",
+        "ALLOWED_INSTANCE_IDS",
+        "STREAMS_TABLE_NAME",
+        "QUARANTINE_BUCKET",
+        "HEALTH_TABLE_NAME",
+    ):
         assert name in message
 
 
@@ -46,6 +55,10 @@ def test_every_missing_variable_is_named_at_once() -> None:
         ({"STREAMS_TTL_DAYS": "zero"}, "STREAMS_TTL_DAYS='zero' is invalid"),
         ({"STREAMS_TTL_DAYS": "0"}, "from 1 to 365"),
         ({"CONNECT_INSTANCE_ID": "another"}, "CONNECT_INSTANCE_ID is not among"),
+        ({"DISABLE_AFTER_HOURS": "0"}, "DISABLE_AFTER_HOURS='0' is invalid"),
+        ({"BREAKER_FAILURES": "many"}, "BREAKER_FAILURES='many' is invalid"),
+        ({"BREAKER_COOLDOWN_SECONDS": "3601"}, "from 1 to 3600"),
+        ({"HEALTH_CACHE_SECONDS": "-1"}, "from 0 to 60"),
         ({"CONTACT_FLOWS": "{nope"}, "CONTACT_FLOWS is not JSON"),
         ({"CONTACT_FLOWS": '{"Bad Name": "x"}'}, "CONTACT_FLOWS is invalid"),
         ({"CONTACT_FLOWS": '{"sales": "f-1"}', "DEFAULT_CONTACT_FLOW": "support"}, "DEFAULT_CONTACT_FLOW"),

@@ -1,0 +1,106 @@
+"""The relay's command line for operators, run with the stage's AWS credentials.
+
+    python -m chalicelib.cli --stage prod enable NAME
+
+``--stage`` takes the stage's settings from ``.chalice/config.json`` (variables already set win); without it the
+environment must hold them, as in Lambda.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from chalicelib import dependencies
+from chalicelib.health import HealthReplayBusyError, ReplayProgress
+from chalicelib.relay import DestinationUnknownError, Relay
+
+CONFIG_FILE = Path(__file__).parent.parent / ".chalice" / "config.json"
+# Each call replays for this long, then gives its lease up and takes it again: a second operator waits less.
+CALL_SECONDS = 60.0
+# A replay that makes no progress (breaker open, rate spent) is tried again after this; given up after STALLS.
+STALL_PAUSE_SECONDS = 1.0
+STALLS = 30
+BAR_WIDTH = 30
+
+
+def main(argv: list[str] | None = None, out: TextIO = sys.stderr) -> int:
+    """Run one command; the exit status is 0 on success."""
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.cli", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", help="take the stage's settings from .chalice/config.json")
+    commands = parser.add_subparsers(dest="command", required=True)
+    enable = commands.add_parser(
+        "enable", help="re-enable a destination: replay its parked events in order, then enable it"
+    )
+    enable.add_argument("name", help="the destination's name")
+    args = parser.parse_args(argv)
+    if args.stage and not _stage_environment(args.stage):
+        parser.error(f"--stage {args.stage}: no such stage in {CONFIG_FILE.name}")
+    return enable_destination(args.name, out)
+
+
+def enable_destination(name: str, out: TextIO) -> int:
+    """Replay ``name``'s parked events with a progress bar until it is enabled; resumable (run it again)."""
+    relay = dependencies.relay()
+    try:
+        relay.destination(name)
+    except DestinationUnknownError as exc:
+        print(f"error: {exc}", file=out)
+        return 2
+    replayed, stalls = 0, 0
+    while True:
+        try:
+            progress = _one_call(relay, name, replayed, out)
+        except HealthReplayBusyError as exc:
+            print(f"error: {exc}; try again when it has finished", file=out)
+            return 3
+        replayed += progress.replayed
+        if progress.done:
+            _bar(out, name, replayed, 0)
+            print(f"\n{name}: enabled; {replayed} parked events replayed in order", file=out)
+            return 0
+        if progress.status == "disabled":
+            print(f"\n{name}: disabled again during the replay; {progress.remaining} events stay parked", file=out)
+            return 1
+        stalls = 0 if progress.replayed else stalls + 1
+        if stalls >= STALLS:
+            print(f"\n{name}: not answering; {progress.remaining} events stay parked (run again to resume)", file=out)
+            return 1
+        if not progress.replayed:
+            time.sleep(STALL_PAUSE_SECONDS)
+
+
+def _one_call(relay: Relay, name: str, replayed_before: int, out: TextIO) -> ReplayProgress:
+    deadline = time.monotonic() + CALL_SECONDS
+    return relay.enable(
+        name,
+        time_left=lambda: deadline - time.monotonic(),
+        on_replayed=lambda p: _bar(out, name, replayed_before + p.replayed, p.remaining),
+    )
+
+
+def _bar(out: TextIO, name: str, replayed: int, remaining: int) -> None:
+    total = replayed + remaining
+    filled = BAR_WIDTH if total == 0 else BAR_WIDTH * replayed // total
+    out.write(f"\r{name} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {replayed}/{total} replayed")
+    out.flush()
+
+
+def _stage_environment(stage: str) -> bool:
+    config = json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
+    if stage not in config["stages"]:
+        return False
+    environment = {**config.get("environment_variables", {}), **config["stages"][stage]["environment_variables"]}
+    for key, value in environment.items():
+        os.environ.setdefault(key, value)
+    dependencies.reset()
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
