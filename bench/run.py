@@ -119,11 +119,24 @@ def relay_environment(urls: list[str]) -> Iterator[None]:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
     )
-    from chalicelib import dependencies
+    from moto import mock_aws
+
+    from chalicelib import clients, dependencies
 
     dependencies.reset()
     try:
-        yield
+        # Destination health reads its table (once per destination and cache period): moto, in-process.
+        with mock_aws():
+            clients.dynamodb().create_table(
+                TableName=env["HEALTH_TABLE_NAME"],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            yield
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -38,6 +38,14 @@ _CONNECT_FOR_FLOW_CONFIG = Config(
     read_timeout=2,
     user_agent_extra="connect-chat-relay",
 )
+# Destination health is asked on the delivery path: a DynamoDB outage may cost it a few seconds, never the default
+# client's three attempts of up to 12 s each.
+_HEALTH_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 2},
+    connect_timeout=1,
+    read_timeout=2,
+    user_agent_extra="connect-chat-relay",
+)
 _DEFAULT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=2,
@@ -90,6 +98,12 @@ def dynamodb_for_flow() -> DynamoDBClient:
 
 
 @cache
+def dynamodb_for_health() -> DynamoDBClient:
+    """A DynamoDB client with a budget that fits the delivery path (destination health)."""
+    return boto3.client("dynamodb", config=_HEALTH_CONFIG)
+
+
+@cache
 def s3() -> S3Client:
     """The S3 client."""
     return boto3.client("s3", config=_DEFAULT_CONFIG)
@@ -116,6 +130,7 @@ def reset() -> None:
         kms,
         dynamodb,
         dynamodb_for_flow,
+        dynamodb_for_health,
         s3,
         ssm,
         secretsmanager,

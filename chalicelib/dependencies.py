@@ -106,7 +106,7 @@ def endpoint_health() -> EndpointHealth:
         breaker_cooldown_seconds=float(settings.breaker_cooldown_seconds),
         cache_seconds=float(settings.health_cache_seconds),
     )
-    return EndpointHealth(HealthTable(clients.dynamodb(), settings.health_table_name), policy)
+    return EndpointHealth(HealthTable(clients.dynamodb_for_health(), settings.health_table_name), policy)
 
 
 @cache

@@ -362,7 +362,13 @@ class EndpointHealth:
         return self._refresh(name, now)
 
     def _refresh(self, name: str, now: float) -> DestinationHealth:
-        state = self._store.read(name)
+        try:
+            state = self._store.read(name)
+        except HealthStoreError:
+            # Keep what was known (or healthy) for another period: one failing read per period, not per event.
+            cached = self._cache.get(name)
+            self._remember(name, cached[1] if cached is not None else DestinationHealth(), now)
+            raise
         self._remember(name, state, now)
         return state
 

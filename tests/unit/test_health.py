@@ -323,3 +323,15 @@ class TestStoreFailures:
         store.failing = True
         gate = health.gate(Hook(), event(2))
         assert gate.decision == "defer"
+
+
+def test_an_unreadable_store_is_asked_once_per_cache_period_not_once_per_event(
+    health: EndpointHealth, store: FakeHealthStore, clock: Clock
+) -> None:
+    store.failing = True
+    for _ in range(5):
+        assert health.gate(Hook(), event()).decision == "deliver"
+    assert store.calls.count("read") == 1
+    clock.advance(POLICY.cache_seconds)
+    health.gate(Hook(), event())
+    assert store.calls.count("read") == 2
