@@ -197,7 +197,7 @@ class EndpointHealth:
                 # Another container enabled it since this one last looked.
                 state = self._refresh(name, now)
             if state.breaker_open_until is not None:
-                gate = self._breaker_gate(name, state, now)
+                gate = self._breaker_gate(name, state, state.breaker_open_until, now)
                 if gate is not None:
                     count("DeliveryDeferred", reason="CircuitOpen")
                     return gate
@@ -295,9 +295,8 @@ class EndpointHealth:
         state = self._store.read(name)
         return ReplayProgress(name, state.status, replayed, state.parked)
 
-    def _breaker_gate(self, name: str, state: DestinationHealth, now: float) -> Gate | None:
-        open_until = state.breaker_open_until
-        assert open_until is not None  # noqa: S101 - the caller checked
+    def _breaker_gate(self, name: str, state: DestinationHealth, open_until: float, now: float) -> Gate | None:
+        """None lets the delivery through (as the half-open probe, or because the breaker closed meanwhile)."""
         if now < open_until:
             return Gate("defer", "circuit open", retry_after_seconds=max(1, math.ceil(open_until - now)))
         until = now + self._policy.breaker_cooldown_seconds
