@@ -60,6 +60,15 @@ def start() -> tuple[dict[str, str], Any, Any]:
         AttributeDefinitions=[{"AttributeName": "initial_contact_id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    boto3.client("dynamodb").create_table(
+        TableName=stage["HEALTH_TABLE_NAME"],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
     boto3.client("s3").create_bucket(Bucket=stage["QUARANTINE_BUCKET"])
     boto3.client("sns").create_topic(Name=stage["STREAMING_TOPIC_ARN"].rsplit(":", 1)[1])
     return environment, moto, connect
