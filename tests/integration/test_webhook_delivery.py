@@ -881,3 +881,27 @@ def test_a_tls_handshake_that_never_ends_times_out(tls_files: TlsFiles) -> None:
 
     assert (result.ok, result.error, result.retryable) == (False, "connection timed out", True)
     assert 0.9 <= time.monotonic() - started < 1.0 + 1.5
+
+
+def test_a_connection_never_accepted_times_out() -> None:
+    """Given a receiver whose backlog is full, so its kernel drops new connection attempts, then the timeout ends
+    the attempt."""
+    with socket.socket() as full, contextlib.ExitStack() as queued:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        for _ in range(3):  # fill the accept queue; later attempts get no answer at all
+            waiting = queued.enter_context(socket.socket())
+            waiting.settimeout(0.2)
+            with contextlib.suppress(OSError):
+                waiting.connect(full.getsockname())
+        sender = WebhookSender()
+        fanout = Fanout(sender)
+        started = time.monotonic()
+        try:
+            result = deliver_one(fanout, Target("crm", f"http://127.0.0.1:{full.getsockname()[1]}/hook", 1.0))
+        finally:
+            fanout.close()
+            sender.close()
+
+    assert (result.ok, result.error, result.retryable) == (False, "connection timed out", True)
+    assert 0.9 <= time.monotonic() - started < 1.0 + 1.5
