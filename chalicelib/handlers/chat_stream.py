@@ -30,7 +30,7 @@ class StreamRecordEvent(SNSEvent):
 
 def _sns_record(event_dict: dict[str, Any]) -> dict[str, Any]:
     records = event_dict.get("Records")
-    return _sns_of(records[0] if isinstance(records, list) and records else None)
+    return _sns_of(records[0] if isinstance(records, list) and records else None) or {}
 
 
 @chat_stream.on_sns_message(
@@ -43,8 +43,13 @@ def on_chat_message(event: SNSEvent) -> None:
     One record's failure never stops the others: a record whose event cannot be built is kept; any other failure
     (an AWS call) is raised once every record has had its turn, so Lambda retries the whole event (at least once).
     """
+    event_dict = event.to_dict()
+    records = event_dict.get("Records")
+    if not isinstance(records, list) or not records:
+        _keep_invalid(event_dict, None, "the event has no Records")
+        return
     failures: list[Exception] = []
-    for record in _records(event.to_dict()):
+    for record in records:
         try:
             _relay_record(record)
         except Exception as exc:
@@ -54,31 +59,27 @@ def on_chat_message(event: SNSEvent) -> None:
         raise failures[0]
 
 
-def _records(event_dict: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``Sns`` object of each record (``{}`` for a record without one); the whole event if it has none."""
-    records = event_dict.get("Records")
-    if not isinstance(records, list) or not records:
-        return [event_dict]
-    return [_sns_of(record) for record in records]
-
-
-def _sns_of(record: object) -> dict[str, Any]:
+def _sns_of(record: object) -> dict[str, Any] | None:
     sns = record.get("Sns") if isinstance(record, dict) else None
-    return sns if isinstance(sns, dict) else {}
+    return sns if isinstance(sns, dict) else None
 
 
-def _relay_record(record: dict[str, Any]) -> None:
+def _relay_record(record: object) -> None:
+    sns = _sns_of(record)
+    if sns is None:
+        _keep_invalid(record, None, "the record has no Sns object")
+        return
     try:
-        item = parse_sns_record(record)
+        item = parse_sns_record(sns)
         relay_event = event_from_chat_item(item)
         relay_event.body  # noqa: B018 - serialised here, where a failure keeps the item, not in the fan-out
     except ChatItemInvalidError as exc:
-        _keep_invalid(record, exc.reason)
+        _keep_invalid(sns, sns.get("MessageId"), exc.reason)
         return
     except Exception as exc:
         # A bug, or an input nobody foresaw: the item is kept with what went wrong, and the other records go on.
         logger.exception("chat item event could not be built")
-        _keep_invalid(record, f"its event could not be built ({type(exc).__name__})")
+        _keep_invalid(sns, sns.get("MessageId"), f"its event could not be built ({type(exc).__name__})")
         return
     with contact_keys(initial_contact_id=item.initial_contact_id, contact_id=item.contact_id):
         results = relay().publish(relay_event)
@@ -93,8 +94,8 @@ def _relay_record(record: dict[str, Any]) -> None:
         )
 
 
-def _keep_invalid(record: dict[str, Any], reason: str) -> None:
-    message_id = record.get("MessageId")
+def _keep_invalid(record: object, message_id: object, reason: str) -> None:
+    """Keep what came, as it came, with the reason (under its SNS MessageId when it has a usable one)."""
     sns_message_id = message_id if isinstance(message_id, str) else None
     # If this write fails the record counts as failed, and Lambda's retries and on-failure destination keep it.
     key = quarantine().keep_invalid(source="chat-stream", record_id=sns_message_id, reason=reason, record=record)

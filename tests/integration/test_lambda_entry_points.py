@@ -81,6 +81,19 @@ def test_the_chat_stream_function_quarantines_a_partial_record_and_publishes_its
     assert '"request_id":"req-0001"' in output
 
 
+def test_issue7_item5_the_chat_stream_function_keeps_every_record_of_an_event() -> None:
+    output = run_cold(
+        """
+        from chalicelib.handlers.chat_stream import on_chat_message
+        records = [{"EventSource": "aws:sns", "Sns": {"Message": "not json"}} for _ in range(3)]
+        on_chat_message({"Records": records}, Context())
+        kept = boto3.client("s3").list_objects_v2(Bucket="connect-chat-relay-dev-111122223333")["KeyCount"]
+        print(json.dumps({"kept": kept}))
+        """
+    )
+    assert '{"kept": 3}' in output
+
+
 def test_the_contact_event_function_publishes_its_metrics() -> None:
     event = json.loads((PROJECT / "tests" / "events" / "contact" / "voice-initiated.json").read_text())
     output = run_cold(
