@@ -106,7 +106,8 @@ def dynamodb_for_health() -> DynamoDBClient:
 @cache
 def s3() -> S3Client:
     """The S3 client."""
-    return boto3.client("s3", config=_DEFAULT_CONFIG)
+    # SigV4 for the attachment links it signs too (botocore may otherwise presign the legacy way).
+    return boto3.client("s3", config=_DEFAULT_CONFIG.merge(Config(signature_version="s3v4")))
 
 
 @cache

@@ -9,6 +9,7 @@ from functools import cache
 
 from chalicelib import clients
 from chalicelib.adapters.attachment_files import AttachmentFiles
+from chalicelib.adapters.attachment_store import AttachmentStore
 from chalicelib.adapters.chat_connections import ChatConnections
 from chalicelib.adapters.client_tokens import ClientTokenLedger
 from chalicelib.adapters.connect import ConnectGateway
@@ -18,6 +19,7 @@ from chalicelib.adapters.quarantine import Quarantine
 from chalicelib.adapters.secrets import SecretResolver
 from chalicelib.adapters.streams_table import StreamsTable
 from chalicelib.adapters.webhooks import WebhookSender
+from chalicelib.attachment_links import AttachmentLinks
 from chalicelib.delivery import Fanout
 from chalicelib.destinations import RelayConfig, relay_config
 from chalicelib.errors import SettingsError
@@ -73,7 +75,31 @@ def two_way_chats() -> TwoWayChats:
         ChatConnections(
             clients.dynamodb(), clients.kms(), settings.streams_table_name, settings.participant_token_key_id
         ),
-        AttachmentFiles(),
+        attachment_files(),
+    )
+
+
+@cache
+def attachment_files() -> AttachmentFiles:
+    """Attachment bytes over Connect's pre-signed URLs (one pool for the container's life)."""
+    return AttachmentFiles()
+
+
+@cache
+def attachment_links() -> AttachmentLinks | None:
+    """Copies of two-way chats' attachments and links to them; None when the stage holds no connections."""
+    settings = get_settings()
+    if settings.participant_token_key_id is None:
+        return None
+    return AttachmentLinks(
+        two_way_chats(),
+        attachment_files(),
+        AttachmentStore(
+            clients.s3(),
+            settings.quarantine_bucket,
+            settings.attachments_prefix,
+            link_seconds=settings.attachment_link_seconds,
+        ),
     )
 
 
@@ -129,6 +155,8 @@ def reset() -> None:
         connect_gateway,
         client_token_ledger,
         two_way_chats,
+        attachment_files,
+        attachment_links,
         quarantine,
         endpoint_health,
         relay,

@@ -7,7 +7,7 @@ from typing import Any
 from chalice.app import Blueprint, SNSEvent
 
 from chalicelib.chat_items import ChatItemInvalidError, parse_sns_record
-from chalicelib.dependencies import quarantine, relay
+from chalicelib.dependencies import attachment_links, quarantine, relay
 from chalicelib.events import event_from_chat_item
 from chalicelib.observability import contact_keys, count, logger, observed
 from chalicelib.settings import deploy_time
@@ -82,6 +82,9 @@ def _relay_record(record: object) -> None:
         _keep_invalid(sns, sns.get("MessageId"), f"its event could not be built ({type(exc).__name__})")
         return
     with contact_keys(initial_contact_id=item.initial_contact_id, contact_id=item.contact_id):
+        links = attachment_links() if item.attachments else None
+        if links is not None:
+            relay_event = links.add_links(item, relay_event)
         results = relay().publish(relay_event)
         logger.debug(
             "chat item relayed",

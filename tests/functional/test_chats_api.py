@@ -4,19 +4,25 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import urllib.parse
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import urllib3
 from chalice.test import Client
+from jsonschema import Draft202012Validator
 
 from app import app
 from chalicelib import clients, dependencies
+from chalicelib.events import RelayEvent, load_schema
+from chalicelib.handlers import chat_stream
 from chalicelib.two_way_chats import MAX_ATTACHMENT_BYTES, MAX_MESSAGE_BYTES
 from scripts.emulated_connect import EmulatedConnect, chat_item
-from tests.conftest import ACCOUNT, PROJECT, STREAMS_TABLE
+from tests.conftest import ACCOUNT, INSTANCE_ID, PROJECT, QUARANTINE_BUCKET, STREAMS_TABLE, load_event
 from tests.functional.test_openapi import CheckedHTTP
 
 KEY_ALIAS = "alias/connect-chat-relay-dev-participant-tokens"
@@ -62,7 +68,7 @@ def http(emulated: EmulatedConnect, monkeypatch: pytest.MonkeyPatch) -> Iterator
             return event
 
         monkeypatch.setattr(converter, "create_lambda_event", with_caller)
-        yield CheckedHTTP(test_client.http)
+        yield ChatHTTP(test_client, emulated)
 
 
 def post(http: CheckedHTTP, path: str, body: Any, *, caller: str = ALICE, **headers: str) -> Any:
@@ -87,6 +93,20 @@ def customer_items(emulated: EmulatedConnect, contact_id: str, type_: str = "MES
         for item in emulated.transcripts.get(contact_id, [])
         if item.get("ParticipantRole") == "CUSTOMER" and item["Type"] == type_
     ]
+
+
+class ChatHTTP(CheckedHTTP):
+    """The checked HTTP side, with the test client (for the stream's Lambda) and the emulated Connect at hand."""
+
+    def __init__(self, client: Client, emulated: EmulatedConnect) -> None:
+        super().__init__(client.http)
+        self.client = client
+        self.emulated = emulated
+
+
+def emulated_of(http: CheckedHTTP) -> EmulatedConnect:
+    assert isinstance(http, ChatHTTP)
+    return http.emulated
 
 
 def calls(emulated: EmulatedConnect, operation: str) -> list[dict[str, Any]]:
@@ -470,3 +490,125 @@ class TestDisconnect:
 
     def test_an_invalid_contact_id_is_refused(self, http: CheckedHTTP, emulated: EmulatedConnect) -> None:
         assert http.delete("/chats/not%20an%20id", headers={CALLER_HEADER: ALICE}).status_code == 400
+
+
+def stream_record(item: dict[str, Any]) -> dict[str, Any]:
+    """Connect's chat item as the SNS record Lambda hands ``on_chat_message`` (the recorded fixture's shape)."""
+    event: dict[str, Any] = copy.deepcopy(load_event("chat/attachment.json"))
+    sns = event["Records"][0]["Sns"]
+    sns["Message"] = json.dumps(item)
+    sns["MessageId"] = str(uuid.uuid4())
+    for name in ("InitialContactId", "ContactId"):
+        sns["MessageAttributes"][name]["Value"] = item[name]
+    sns["MessageAttributes"]["InstanceId"]["Value"] = INSTANCE_ID
+    return event
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[RelayEvent]:
+    """What the stream handler hands the fan-out (the delivery itself is tested elsewhere)."""
+    events: list[RelayEvent] = []
+
+    class Recorder:
+        def publish(self, event: RelayEvent, **_: Any) -> list[Any]:
+            events.append(event)
+            return []
+
+    monkeypatch.setattr(chat_stream, "relay", Recorder)
+    return events
+
+
+class TestAttachmentsInTheStream:
+    def send(self, http: CheckedHTTP, contact_id: str, name: str, data: bytes, content_type: str) -> dict[str, Any]:
+        encoded = base64.b64encode(data).decode()
+        response = post(
+            http,
+            f"/chats/{contact_id}/attachments",
+            {"name": name, "content_type": content_type, "content_base64": encoded},
+        )
+        assert response.status_code == 201, response.body
+        item: dict[str, Any] = customer_items(emulated_of(http), contact_id, "ATTACHMENT")[-1]
+        return item
+
+    def deliver(self, http: CheckedHTTP, item: dict[str, Any]) -> None:
+        assert isinstance(http, ChatHTTP)
+        http.client.lambda_.invoke("on_chat_message", stream_record(item))
+
+    def test_an_approved_attachment_is_copied_and_its_event_links_the_copy(
+        self, http: CheckedHTTP, emulated: EmulatedConnect, published: list[RelayEvent]
+    ) -> None:
+        contact_id = start_chat(http)
+        data = b"%PDF-1.7 the invoice"
+        item = self.send(http, contact_id, "invoice.pdf", data, "application/pdf")
+        self.deliver(http, item)
+        [event] = published
+        [attachment] = event.data["attachments"]
+        archive = attachment["archive"]
+        assert archive["status"] == "copied"
+        assert archive["size_bytes"] == len(data)
+        assert archive["key"] == f"attachments/{contact_id}/{item['Attachments'][0]['AttachmentId']}/invoice.pdf"
+        copy_ = clients.s3().get_object(Bucket=QUARANTINE_BUCKET, Key=archive["key"])
+        assert copy_["Body"].read() == data
+        assert copy_["ContentType"] == "application/pdf"
+        link = urllib.parse.urlsplit(archive["url"])
+        query = urllib.parse.parse_qs(link.query)
+        assert link.path.endswith(archive["key"])
+        assert query["X-Amz-Expires"] == ["3600"]
+        assert attachment["name"] == "invoice.pdf"  # the metadata stays next to the link
+        validate_event(event)
+
+    def test_a_rejected_attachment_is_reported_as_such_and_not_fetched(
+        self, http: CheckedHTTP, emulated: EmulatedConnect, published: list[RelayEvent]
+    ) -> None:
+        emulated.scan = lambda name, data: "REJECTED"
+        contact_id = start_chat(http)
+        self.deliver(http, self.send(http, contact_id, "notes.txt", b"eicar", "text/plain"))
+        assert published[0].data["attachments"][0]["archive"] == {"status": "rejected"}
+        assert calls(emulated, "get_attachment") == []
+        validate_event(published[0])
+
+    def test_a_pending_attachment_is_reported_as_such(
+        self, http: CheckedHTTP, emulated: EmulatedConnect, published: list[RelayEvent]
+    ) -> None:
+        contact_id = start_chat(http)
+        item = self.send(http, contact_id, "notes.txt", b"hello", "text/plain")
+        item["Attachments"][0]["Status"] = "IN_PROGRESS"
+        self.deliver(http, item)
+        assert published[0].data["attachments"][0]["archive"] == {"status": "pending"}
+
+    def test_a_chat_without_a_held_connection_keeps_the_metadata_only_event(
+        self, http: CheckedHTTP, emulated: EmulatedConnect, published: list[RelayEvent]
+    ) -> None:
+        self.deliver(http, load_event_message("chat/attachment.json"))
+        [event] = published
+        assert "archive" not in event.data["attachments"][0]
+        assert calls(emulated, "get_attachment") == []
+
+    def test_a_copy_that_fails_is_reported_and_the_event_still_goes_out(
+        self, http: CheckedHTTP, emulated: EmulatedConnect, published: list[RelayEvent]
+    ) -> None:
+        contact_id = start_chat(http)
+        item = self.send(http, contact_id, "photo.png", b"\x89PNG", "image/png")
+        emulated.fail("get_attachment", "ValidationException", 400, RAW_CONNECT_TEXT)
+        self.deliver(http, item)
+        assert published[0].data["attachments"][0]["archive"] == {"status": "failed"}
+
+    def test_an_ended_chat_makes_the_copy_unavailable(
+        self, http: CheckedHTTP, emulated: EmulatedConnect, published: list[RelayEvent]
+    ) -> None:
+        contact_id = start_chat(http)
+        item = self.send(http, contact_id, "photo.png", b"\x89PNG", "image/png")
+        emulated.end_chat(contact_id)
+        self.deliver(http, item)
+        assert published[0].data["attachments"][0]["archive"] == {"status": "unavailable"}
+
+
+def load_event_message(relative: str) -> dict[str, Any]:
+    """The chat item inside a recorded SNS record."""
+    return dict(json.loads(load_event(relative)["Records"][0]["Sns"]["Message"]))
+
+
+def validate_event(event: RelayEvent) -> None:
+    Draft202012Validator(load_schema(event.type), format_checker=Draft202012Validator.FORMAT_CHECKER).validate(
+        json.loads(event.body)
+    )

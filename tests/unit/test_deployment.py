@@ -74,6 +74,10 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "dynamodb:PutItem",
+        # Attachments of two-way chats: the held connection (renewed if expired), the copy and its signed link.
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "s3:GetObject",
     }
     assert actions(policy(stage, "api_handler")) == logs | {
         "connect:StartContactStreaming",
@@ -125,3 +129,13 @@ def test_destination_health_grants_exactly_its_calls_on_its_table_only(stage: st
         assert statements_on(policy(stage, function), table) == set()
     environment = CONFIG["stages"][stage]["environment_variables"]
     assert table.endswith(environment["HEALTH_TABLE_NAME"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_attachment_copies_are_read_and_written_only_under_their_prefix(stage: str) -> None:
+    for statement in policy(stage, "on_chat_message")["Statement"]:
+        if "s3:GetObject" in statement["Action"]:
+            assert statement["Resource"] == [f"arn:aws:s3:::connect-chat-relay-{stage}-111122223333/attachments/*"]
+    # The held connection: read, and written back when it is renewed; nothing else on the streams table.
+    streams = f"arn:aws:dynamodb:us-east-1:111122223333:table/connect-chat-relay-{stage}-streams"
+    assert statements_on(policy(stage, "on_chat_message"), streams) == {"dynamodb:GetItem", "dynamodb:PutItem"}
