@@ -63,7 +63,9 @@ class World:
         host, port = self.moto.get_host_and_port()
         self.connect = EmulatedConnect(REGION)
         connect_url = self.connect.start()
-        self.receivers = {name: Receiver().start() for name in ("crm", "agent-assist", "archive", "analytics")}
+        self.receivers = {
+            name: Receiver().start() for name in ("crm", "agent-assist", "archive", "analytics", "channel-bridge")
+        }
         self.statuses = dict.fromkeys(self.receivers, 204)
         self.statuses["analytics"] = 503  # a destination that is down: its events are kept for replay
         for name, status in self.statuses.items():
@@ -112,6 +114,8 @@ class World:
                 hook("agent-assist", events=["chat.message"], audience="agent", roles=["CUSTOMER"]),
                 hook("archive", include_typing=True),
                 hook("analytics", events=["chat.ended"]),
+                # A channel's inbound half: what the agent says to the customer, answered through /chats routes.
+                hook("channel-bridge", events=["chat.message", "chat.attachment"], audience="customer"),
             ],
         }
         (OUT / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -445,12 +449,116 @@ def start_contacts(demo: Demo) -> None:
     demo.item('Flow greets Lee: "Hello Lee!"', greeting)
 
 
+LABEL_PNG = b"\x89PNG\r\n\x1a\n" + b"shipping label #4521"
+# What the agent says, and how the customer answers it through the channel.
+AGENT_AND_CUSTOMER: list[tuple[str, str, str]] = [
+    ("Hi Kim, I'm Sam. How can I help?", "message", "My parcel hasn't arrived yet."),
+    ("Could you send a photo of the shipping label?", "attachment", "label.png"),
+    ("Thanks! A new parcel is on its way.", "message", "Great, thank you!"),
+]
+
+
+class ChannelBridge:
+    """A channel integration's inbound half written on the relay: its webhook receives what the agent says, and it
+    answers for the customer only through the relay's ``/chats`` routes (here, as an SMS or WhatsApp bridge would)."""
+
+    def __init__(self, demo: Demo, receiver: str) -> None:
+        self.demo = demo
+        self.receiver = receiver
+        self.read = 0
+
+    def agent_messages(self, chat: str) -> list[dict[str, Any]]:
+        """The agent's messages in a chat that reached the bridge's webhook since it last looked, signed."""
+        got = [record for record in self.demo.records if record["receiver"] == self.receiver]
+        new, self.read = got[self.read :], len(got)
+        return [
+            record["body"]
+            for record in new
+            if record["signature_verified"]
+            and record["body"]["type"] == "chat.message"
+            and record["body"]["data"]["participant"]["role"] == "AGENT"
+            and record["body"]["data"]["initial_contact_id"] == chat
+        ]
+
+    def post(self, path: str, body: dict[str, Any], **headers: str) -> Any:
+        with contextlib.redirect_stdout(self.demo.world.log):
+            return self.demo.client.http.post(
+                path, headers={"Content-Type": "application/json", **headers}, body=json.dumps(body)
+            )
+
+    def answer(self, chat: str, message: dict[str, Any], kind: str, reply: str) -> str:
+        """Mark the agent's message read, then reply; returns what the bridge did."""
+        self.post(f"/chats/{chat}/events", {"type": "read", "message_id": message["data"]["item_id"]})
+        if kind == "attachment":
+            encoded = base64.b64encode(LABEL_PNG).decode()
+            sent = self.post(
+                f"/chats/{chat}/attachments", {"name": reply, "content_type": "image/png", "content_base64": encoded}
+            )
+            return f"POST /chats/…/attachments {reply} → {sent.status_code}"
+        key = {"Idempotency-Key": "demo-reply-" + message["data"]["item_id"]}
+        sent = self.post(f"/chats/{chat}/messages", {"content": reply}, **key)
+        again = self.post(f"/chats/{chat}/messages", {"content": reply}, **key)
+        same = "one message" if again.json_body["item_id"] == sent.json_body["item_id"] else "TWO messages"
+        return f'POST /chats/…/messages "{reply}" → {sent.status_code} (resent with its key: {same})'
+
+
+def two_way_chat(demo: Demo) -> None:
+    """Part 5: a two-way chat; the customer's side is written only through the relay's routes."""
+    import urllib3
+
+    from scripts.emulated_connect import chat_item
+
+    say(f"\n{BOLD}5. A two-way chat: a channel bridge answers through the relay{RESET}")
+    bridge = ChannelBridge(demo, "channel-bridge")
+    started = bridge.post(
+        "/chat-contacts",
+        {"display_name": "Kim", "participant_connection": True},
+        **{"Idempotency-Key": "demo-two-way-0001"},
+    )
+    chat = started.json_body["ContactId"]
+    held = "connection held by the relay" if started.json_body.get("ConnectionHeldByRelay") else "NO CONNECTION"
+    say(f"  POST /chat-contacts (participant_connection) → {started.status_code}: contact {chat[:8]}…, {held}")
+    demo.item(
+        "Sam joined", chat_item(chat, type_="EVENT", content_type=EVENT + "participant.joined", participant=AGENT)
+    )
+    for agent_says, kind, reply in AGENT_AND_CUSTOMER:
+        said = chat_item(chat, type_="MESSAGE", content_type="text/plain", content=agent_says, participant=AGENT)
+        demo.item(f'Sam: "{agent_says}"', said)
+        for message in bridge.agent_messages(chat):
+            did = bridge.answer(chat, message, kind, reply)
+            demo.pump()
+            say(f"    {CYAN}bridge{RESET} {did}\n      streams back → {demo.deliveries()}")
+    copies = [
+        attachment["archive"]
+        for record in demo.records
+        if record["receiver"] == "crm" and record["body"]["type"] == "chat.attachment"
+        for attachment in record["body"]["data"]["attachments"]
+        if "archive" in attachment and record["body"]["data"]["initial_contact_id"] == chat
+    ]
+    for archive in copies:
+        fetched = urllib3.request("GET", archive["url"]).data if archive["status"] == "copied" else b""
+        same = "the bytes the bridge sent" if fetched == LABEL_PNG else "NOT the bytes sent"
+        say(f"  crm's chat.attachment links the relay's copy ({archive['status']}): {len(fetched)} bytes, {same}")
+    with contextlib.redirect_stdout(demo.world.log):
+        transcript = demo.client.http.get(f"/chats/{chat}/transcript").json_body["items"]
+        left = demo.client.http.delete(f"/chats/{chat}")
+    customer = [item for item in transcript if item.get("ParticipantRole") == "CUSTOMER"]
+    # The script publishes only Sam's items: every one of Kim's came through the relay's routes.
+    say(
+        f"  GET /chats/…/transcript → {len(transcript)} items in order; Kim's {len(customer)} (messages, receipts, "
+        "the label) were all written through the relay's routes"
+    )
+    demo.pump()
+    say(f"  DELETE /chats/… → {left.status_code} {left.json_body['status']}; Kim left → {demo.deliveries()}")
+
+
 def run(demo: Demo) -> None:
     """The whole scripted session."""
     chat = start_streaming(demo)
     converse(demo, chat)
     keep_bad_input(demo)
     start_contacts(demo)
+    two_way_chat(demo)
 
 
 def metric_totals(log: Path) -> str:
@@ -478,7 +586,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     say(f"{BOLD}connect-chat-relay demo{RESET} {DIM}(emulated AWS, no account){RESET}")
     world = World()
-    say(f"  moto (SNS, SQS, DynamoDB, S3) at {world.moto_url} · emulated Connect at {world.connect_url}")
+    say(f"  moto (SNS, SQS, DynamoDB, S3, KMS) at {world.moto_url} · emulated Connect at {world.connect_url}")
     for name, receiver in world.receivers.items():
         say(f"  receiver {name:<13} {receiver.url('/hook')}")
     say()
@@ -495,7 +603,7 @@ def main() -> int:
     say(f"\n{BOLD}Summary{RESET}")
     for name in world.receivers:
         got = [r for r in demo.records if r["receiver"] == name]
-        say(f"  {name:<13} {len(got):>2} deliveries, {sum(r['signature_verified'] for r in got)} signatures verified")
+        say(f"  {name:<15} {len(got):>2} deliveries, {sum(r['signature_verified'] for r in got)} signatures verified")
     say(f"  {len(demo.records)} deliveries in all, {verified} verified")
     say(f"  every delivery: {OUT.name}/deliveries.jsonl · the relay's own log: {OUT.name}/relay.log")
     say(f"  relay metrics: {metric_totals(OUT / 'relay.log')}")

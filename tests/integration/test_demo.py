@@ -30,13 +30,39 @@ def test_the_demo_runs_end_to_end_and_every_signature_verifies() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     deliveries = [json.loads(line) for line in (PROJECT / ".relay-demo" / "deliveries.jsonl").read_text().splitlines()]
     receivers = {d["receiver"] for d in deliveries}
-    assert receivers == {"crm", "agent-assist", "archive", "analytics"}
+    assert receivers == {"crm", "agent-assist", "archive", "analytics", "channel-bridge"}
     assert all(d["signature_verified"] for d in deliveries)
     assert {d["body"]["type"] for d in deliveries} >= {"chat.message", "chat.ended", "chat.attachment", "call.started"}
     assert all("webhook-signature" in d["headers"] for d in deliveries)
     config = json.loads((PROJECT / ".relay-demo" / "config.json").read_text())
-    assert len(config["destinations"]) == 4
+    assert len(config["destinations"]) == 5
     for secret in (s for d in config["destinations"] for s in d["secrets"]):
         assert secret not in done.stdout
     assert "Idempotent-Replayed: true" in done.stdout
     assert "quarantine/invalid/" in done.stdout
+
+
+def test_the_demos_two_way_chat_answers_through_the_routes_and_links_the_attachment() -> None:
+    # Given the demo's output (the test above ran it), Then the bridge's replies streamed back as the customer's
+    # messages, and its attachment reached the crm with a link to the relay's copy, which served the same bytes.
+    deliveries = [json.loads(line) for line in (PROJECT / ".relay-demo" / "deliveries.jsonl").read_text().splitlines()]
+    two_way = {d["body"]["data"]["initial_contact_id"] for d in deliveries if d["receiver"] == "channel-bridge"}
+    replies = [
+        d["body"]["data"]["content"]
+        for d in deliveries
+        if d["receiver"] == "crm"
+        and d["body"]["type"] == "chat.message"
+        and d["body"]["data"]["participant"]["role"] == "CUSTOMER"
+        and d["body"]["data"]["participant"]["display_name"] == "Kim"
+    ]
+    assert replies == ["My parcel hasn't arrived yet.", "Great, thank you!"]
+    [attachment] = [
+        a
+        for d in deliveries
+        if d["receiver"] == "crm" and d["body"]["type"] == "chat.attachment"
+        for a in d["body"]["data"]["attachments"]
+        if "archive" in a
+    ]
+    assert attachment["archive"]["status"] == "copied"
+    assert attachment["archive"]["url"].startswith("http://127.0.0.1:")
+    assert two_way
