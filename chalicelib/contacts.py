@@ -17,6 +17,7 @@ from chalicelib.contact_events import MAX_CONTACT_ID
 from chalicelib.errors import FieldProblem, RequestValidationError, SettingsError
 from chalicelib.events import RelayEvent, webhook_id_for
 from chalicelib.settings import Settings
+from chalicelib.streaming import STREAMING_AT_START, STREAMING_AT_START_ATTRIBUTE
 
 MAX_DISPLAY_NAME: Final = 256
 MAX_ATTRIBUTES_BYTES: Final = 32_768
@@ -79,7 +80,7 @@ class ContactStart:
 
 def webrtc_start(body: Mapping[str, Any], idempotency_key: str | None, settings: Settings) -> ContactStart:
     """The StartWebRTCContact request for a client's body; raises RequestValidationError listing every problem."""
-    draft = _Draft.begin(body, WEBRTC_FIELDS, settings)
+    draft = _Draft.begin(body, WEBRTC_FIELDS, settings, {})
     check, request = draft.check, draft.request
     _optional(request, "AllowedCapabilities", _capabilities(body.get("allowed_capabilities"), check))
     _optional(request, "References", _references(body.get("references"), check))
@@ -90,7 +91,7 @@ def webrtc_start(body: Mapping[str, Any], idempotency_key: str | None, settings:
 
 def chat_start(body: Mapping[str, Any], idempotency_key: str | None, settings: Settings) -> ContactStart:
     """The StartChatContact request for a client's body, streaming to the relay's topic from its first item."""
-    draft = _Draft.begin(body, CHAT_FIELDS, settings)
+    draft = _Draft.begin(body, CHAT_FIELDS, settings, {STREAMING_AT_START_ATTRIBUTE: STREAMING_AT_START})
     check, request = draft.check, draft.request
     supported = _supported_content_types(body.get("supported_content_types"), check)
     _optional(request, "SupportedMessagingContentTypes", supported)
@@ -122,7 +123,9 @@ class _Draft:
     flows: Mapping[str, str]
 
     @classmethod
-    def begin(cls, body: Mapping[str, Any], known: frozenset[str], settings: Settings) -> _Draft:
+    def begin(
+        cls, body: Mapping[str, Any], known: frozenset[str], settings: Settings, relay_attributes: Mapping[str, str]
+    ) -> _Draft:
         instance_id, flows = _contact_settings(settings)
         check = _Checker(_unknown_fields(body, known))
         request: dict[str, Any] = {"InstanceId": instance_id}
@@ -130,7 +133,8 @@ class _Draft:
         name = check.text("display_name", body.get("display_name"), low=1, high=MAX_DISPLAY_NAME, required=True)
         if name is not None:
             request["ParticipantDetails"] = {"DisplayName": name}
-        _optional(request, "Attributes", _attributes(body.get("attributes"), check))
+        attributes = _attributes(body.get("attributes"), check, relay_attributes)
+        _optional(request, "Attributes", {**(attributes or {}), **relay_attributes} or None)
         return cls(check, request, flow, flows)
 
     def finish(self, idempotency_key: str | None) -> ContactStart:
@@ -229,7 +233,8 @@ def _utf8_bytes(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def _attributes(value: object, check: _Checker) -> dict[str, str] | None:
+def _attributes(value: object, check: _Checker, relay_attributes: Mapping[str, str]) -> dict[str, str] | None:
+    """The client's attributes; the relay's own (``relay_attributes``) are reserved and share Connect's byte limit."""
     if value is None:
         return None
     attributes = check.mapping("attributes", value)
@@ -237,7 +242,10 @@ def _attributes(value: object, check: _Checker) -> dict[str, str] | None:
         return None
     valid = True
     for key, item in attributes.items():
-        if not ATTRIBUTE_KEY.match(key):
+        if key in relay_attributes:
+            check.problem(f"attributes.{key}", "is reserved for the relay")
+            valid = False
+        elif not ATTRIBUTE_KEY.match(key):
             check.problem(f"attributes.{key}", "keys may hold only letters, digits, - and _")
             valid = False
         if not isinstance(item, str):
@@ -245,9 +253,10 @@ def _attributes(value: object, check: _Checker) -> dict[str, str] | None:
             valid = False
     if not valid:
         return None
+    limit = MAX_ATTRIBUTES_BYTES - sum(_utf8_bytes(key) + _utf8_bytes(item) for key, item in relay_attributes.items())
     size = sum(_utf8_bytes(key) + _utf8_bytes(item) for key, item in attributes.items())
-    if size > MAX_ATTRIBUTES_BYTES:
-        check.problem("attributes", f"must be at most {MAX_ATTRIBUTES_BYTES} UTF-8 bytes across keys and values")
+    if size > limit:
+        check.problem("attributes", f"must be at most {limit} UTF-8 bytes across keys and values")
         return None
     return dict(attributes)
 

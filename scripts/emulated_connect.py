@@ -3,13 +3,17 @@
 moto implements none of Connect's streaming calls, so this speaks Connect's REST-JSON protocol for the four the
 relay makes (StartContactStreaming, StopContactStreaming, StartChatContact, StartWebRTCContact). boto3 reaches it
 through ``AWS_ENDPOINT_URL_CONNECT``, exactly as the relay's code runs in Lambda. Like Connect, it publishes a
-chat's items to the streaming topic only once streaming has started for the chat, and at most to two topics.
+chat's items to the streaming topic only once streaming has started for the chat, and at most to two topics. Like
+Connect, it answers a repeated ClientToken with its first answer, even when that stream has been stopped since.
 
 The same server is the Participant Service (``AWS_ENDPOINT_URL_CONNECTPARTICIPANT``): CreateParticipantConnection
 with a chat's participant token, then SendMessage, SendEvent, StartAttachmentUpload (its pre-signed URL is this
 server's ``/upload/<id>``), CompleteAttachmentUpload, GetAttachment (``/download/<id>``), GetTranscript and
 DisconnectParticipant with the connection token, as ``X-Amz-Bearer``. What the customer sends becomes a chat item,
 in the transcript and on the stream, like every other item. Errors carry Connect's codes and statuses.
+
+Tests can make it fail calls (:meth:`EmulatedConnect.fail`) and act while a call is in flight
+(:meth:`EmulatedConnect.during`), to race another path of the relay against it.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class EmulatedConnect:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.dropped: list[dict[str, Any]] = []
         self._tokens: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._during: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -162,6 +167,13 @@ class EmulatedConnect:
             )
         return True
 
+    # -- what tests make happen -----------------------------------------------------------------------------
+    def during(self, operation: str, action: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
+        """Once, when ``operation`` has acted and before it answers, run ``action(request, answer)``: what happens
+        elsewhere while the caller still waits for Connect."""
+        with self._lock:
+            self._during[operation] = action
+
     # -- the API ---------------------------------------------------------------------------------------------
     def call(self, operation: str, body: dict[str, Any], bearer: str | None = None) -> dict[str, Any]:
         """Answer one API call (or raise ConnectError); ``bearer`` is the Participant Service's X-Amz-Bearer."""
@@ -172,16 +184,16 @@ class EmulatedConnect:
             token = body.get("ClientToken")
             # A participant's ClientTokens are theirs: the same token from another chat is another request.
             scope = self._scope(bearer)
-            kept = self._tokens.get((operation, scope, token)) if token else None
-            if kept is not None:
-                return kept  # Connect answers a repeated ClientToken with its first answer.
-            handler = getattr(self, "_" + operation)
-            answer: dict[str, Any] = (
-                handler(body, bearer) if operation in PARTICIPANT_ROUTES.values() else handler(body)
-            )
-            if token:
-                self._tokens[(operation, scope, token)] = answer
-            return answer
+            answer: dict[str, Any] | None = self._tokens.get((operation, scope, token)) if token else None
+            if answer is None:  # else Connect answers a repeated ClientToken with its first answer
+                handler = getattr(self, "_" + operation)
+                answer = handler(body, bearer) if operation in PARTICIPANT_ROUTES.values() else handler(body)
+                if token:
+                    self._tokens[(operation, scope, token)] = answer
+            action = self._during.pop(operation, None)
+        if action is not None:
+            action(body, answer)
+        return answer
 
     def fail(self, operation: str, code: str, status: int, message: str, *, times: int = 1) -> None:
         """The next ``times`` calls of an operation answer this error, as Connect would."""

@@ -88,6 +88,21 @@ def aws() -> Iterator[None]:
 
 
 @pytest.fixture
+def emulated_connect(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The emulated Connect (scripts/emulated_connect.py) on 127.0.0.1, the relay's Connect clients pointed at it
+    with AWS_ENDPOINT_URL_CONNECT, as in Lambda; DynamoDB and S3 stay in moto."""
+    from scripts.emulated_connect import EmulatedConnect
+
+    connect = EmulatedConnect(REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CONNECT", connect.start())
+    dependencies.reset()
+    try:
+        yield connect
+    finally:
+        connect.stop()
+
+
+@pytest.fixture
 def connect_stub(aws: None) -> Iterator[Any]:
     """botocore's Stubber on the relay's Connect clients (moto implements none of the streaming calls)."""
     from botocore.stub import Stubber

@@ -34,15 +34,18 @@ _BY_CODE: dict[str, type[ConnectError]] = {
     "ServiceUnavailableException": ConnectUnavailableError,
 }
 DEFAULT_RETRY_AFTER = 1
+# Connect's message goes to the logs only; a bound keeps a hostile or broken answer from flooding them.
+MAX_REASON = 1_000
+REDACTED = "[redacted]"
 
 
-def connect_error(exc: ClientError | BotoCoreError) -> ConnectError:
-    """The relay's error for a failed Connect call."""
+def connect_error(exc: ClientError | BotoCoreError, *, redact: tuple[str, ...] = ()) -> ConnectError:
+    """The relay's error for a failed Connect call; each of ``redact`` (the call's tokens) is cut from its reason."""
     if not isinstance(exc, ClientError):
-        return ConnectUnavailableError(type(exc).__name__, str(exc))
+        return ConnectUnavailableError(type(exc).__name__, _scrubbed(str(exc), redact))
     error = exc.response.get("Error", {})
-    code = str(error.get("Code", "Unknown"))
-    reason = str(error.get("Message", "")) or code
+    code = str(error.get("Code", "Unknown"))[:100]
+    reason = _scrubbed(str(error.get("Message", "")) or code, redact)
     meta = exc.response.get("ResponseMetadata", {})
     status = int(meta.get("HTTPStatusCode", 0) or 0)
     if code in _THROTTLING:
@@ -57,7 +60,15 @@ def connect_error(exc: ClientError | BotoCoreError) -> ConnectError:
         return _BY_CODE[code](code, reason)
     if status >= 500:
         return ConnectUnavailableError(code, reason)
-    return ConnectRequestRejectedError(code, reason)
+    # UnrecognizedClient, ExpiredToken, InvalidSignature...: the relay's credentials, not the caller's request.
+    return ConnectAccessDeniedError(code, reason)
+
+
+def _scrubbed(reason: str, redact: tuple[str, ...]) -> str:
+    for secret in redact:
+        if secret:
+            reason = reason.replace(secret, REDACTED)
+    return reason[:MAX_REASON]
 
 
 def _retry_after(headers: dict[str, Any]) -> int:
@@ -80,7 +91,7 @@ class ConnectGateway:
                 ClientToken=client_token,
             )
         except (ClientError, BotoCoreError) as exc:
-            raise connect_error(exc) from exc
+            raise connect_error(exc, redact=(client_token,)) from exc
         return answer["StreamingId"]
 
     def stop_streaming(self, *, instance_id: str, contact_id: str, streaming_id: str) -> None:
@@ -95,7 +106,7 @@ class ConnectGateway:
         try:
             answer = self._client.start_chat_contact(**request)
         except (ClientError, BotoCoreError) as exc:
-            raise connect_error(exc) from exc
+            raise connect_error(exc, redact=_tokens(request)) from exc
         return {k: v for k, v in answer.items() if k != "ResponseMetadata"}
 
     def start_webrtc(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -103,5 +114,10 @@ class ConnectGateway:
         try:
             answer = self._client.start_web_rtc_contact(**request)
         except (ClientError, BotoCoreError) as exc:
-            raise connect_error(exc) from exc
+            raise connect_error(exc, redact=_tokens(request)) from exc
         return {k: v for k, v in answer.items() if k != "ResponseMetadata"}
+
+
+def _tokens(request: dict[str, Any]) -> tuple[str, ...]:
+    token = request.get("ClientToken")
+    return (token,) if isinstance(token, str) else ()

@@ -13,6 +13,8 @@ from chalicelib.errors import (
     ConnectError,
     ConnectRequestRejectedError,
     ConnectStreamingLimitError,
+    StreamingStartInProgressError,
+    StreamingStoppedError,
 )
 from chalicelib.observability import contact_keys, count, count_streaming_start, logger, observed
 from chalicelib.settings import DEFAULT_DETAIL_TYPE, deploy_time, get_settings
@@ -74,6 +76,18 @@ def on_contact_event(event: CloudWatchEvent) -> None:
             outcome = streaming_starter().start(
                 instance_id=contact.instance_id, initial_contact_id=contact.initial_contact_id, started_by="event"
             )
+        except StreamingStartInProgressError:
+            # Another path (the flow, a route) holds the chat's claim and is calling Connect. Lambda's retry, a
+            # minute on, finds the stream kept, or the claim lapsed (its holder failed) and starts it then.
+            logger.warning(
+                "another start of the chat is in progress; Lambda will retry", extra={"event_id": event.event_id}
+            )
+            count("StreamingStartDeferred", reason="StartInProgress")
+            raise
+        except StreamingStoppedError:
+            logger.info("streaming was stopped for the chat; the event does not restart it")
+            count("StreamingSkipped", reason="Stopped")
+            return
         except _FINAL as exc:
             logger.warning(
                 "Connect refused to stream the chat",

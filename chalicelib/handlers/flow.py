@@ -15,9 +15,10 @@ from chalice.app import Blueprint
 from chalicelib.budget import Budget, BudgetExhaustedError, run_within
 from chalicelib.contact_events import MAX_CONTACT_ID, instance_id_from_arn
 from chalicelib.dependencies import flow_streaming_starter
-from chalicelib.errors import ConnectError, SettingsError
+from chalicelib.errors import ConnectError, SettingsError, StreamingStartInProgressError, StreamingStoppedError
 from chalicelib.observability import contact_keys, count, count_streaming_start, logger, observed
 from chalicelib.settings import get_settings
+from chalicelib.streaming import STREAMING_AT_START, STREAMING_AT_START_ATTRIBUTE
 
 flow = Blueprint(__name__)
 
@@ -61,6 +62,11 @@ def _start(contact: dict[str, Any], initial: object, budget: Budget) -> dict[str
     if parsed is None:
         count("StreamingStartFailed", reason="Malformed")
         return _failed("InstanceARN is missing or invalid")
+    attributes = contact.get("Attributes")
+    if isinstance(attributes, dict) and attributes.get(STREAMING_AT_START_ATTRIBUTE) == STREAMING_AT_START:
+        # POST /chat-contacts started this chat with its stream; its StreamingId may not be kept yet.
+        count_streaming_start(already_streaming=True)
+        return {"streaming": "started", "alreadyStreaming": "true"}
     try:
         if parsed[0] not in get_settings().allowed_instance_ids:
             count("StreamingSkipped", reason="InstanceNotAllowed")
@@ -73,6 +79,12 @@ def _start(contact: dict[str, Any], initial: object, budget: Budget) -> dict[str
         logger.warning("flow streaming start ran out of time", extra={"seconds_over": round(-budget.remaining(), 3)})
         count("StreamingStartFailed", reason="Timeout")
         return _failed(TIMEOUT_REASON)
+    except StreamingStartInProgressError:
+        count("StreamingSkipped", reason="StartInProgress")
+        return {"streaming": "skipped", "reason": "another start of this chat is in progress"}
+    except StreamingStoppedError:
+        count("StreamingSkipped", reason="Stopped")
+        return {"streaming": "skipped", "reason": "streaming was stopped for this chat"}
     except ConnectError as exc:
         logger.warning("flow streaming start failed", extra={"code": exc.code, "reason": exc.reason})
         count("StreamingStartFailed", reason=exc.code)

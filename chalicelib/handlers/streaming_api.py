@@ -53,6 +53,7 @@ def _start(contact_id: str) -> Response:
         initial_contact_id=contact_id,
         started_by="route",
         client_token=body.get("client_token"),
+        restart=True,
     )
     count_streaming_start(already_streaming=outcome.already_streaming)
     logger.info("streaming started by hand", extra={"streaming_id": outcome.streaming_id})
