@@ -224,7 +224,7 @@ class TestStartRaces:
         assert starts(emulated_connect) == []
         # Once it has lapsed, a start goes ahead
         later = time.time() + CLAIM_SECONDS + 1
-        monkeypatch.setattr(streams_table.time, "time", lambda: later)
+        monkeypatch.setattr(time, "time", lambda: later)
         response = http.put(streaming_path(contact))
         assert response.status_code == 201
         assert len(starts(emulated_connect)) == 1
@@ -310,10 +310,11 @@ class TestConnectWords:
 )
 def test_issue7_item11_no_connect_error_answers_connect_s_message(code: str, status: int, message: str) -> None:
     # Whatever Connect answers, the caller gets one of the documented statuses and never Connect's message
-    failure = ClientError(
-        {"Error": {"Code": code, "Message": "«" + message + "»"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-        "StartContactStreaming",
-    )
+    answer: Any = {
+        "Error": {"Code": code, "Message": "«" + message + "»"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    failure = ClientError(answer, "StartContactStreaming")
     response = error_response(connect_error(failure))
     assert response.status_code in {400, 404, 409, 429, 502}
     assert "«" not in response.body
@@ -370,9 +371,7 @@ class TestStorageFailures:
 
         def table_down(self: StreamsTable, **record: Any) -> Any:
             monkeypatch.setattr(StreamsTable, "put", real_put)
-            raise streams_table.storage_error(
-                ClientError({"Error": {"Code": "InternalServerError"}, "ResponseMetadata": {}}, "PutItem")
-            )
+            raise streams_table.storage_error(ClientError({"Error": {"Code": "InternalServerError"}}, "PutItem"))
 
         monkeypatch.setattr(StreamsTable, "put", table_down)
         assert http.put(streaming_path(contact)).status_code == 503
