@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from chalice.app import Request
+from chalice.local import LambdaContext
 from chalice.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -64,6 +65,13 @@ def chat_initiated(contact_id: str) -> dict[str, Any]:
     event["detail"]["contactId"] = contact_id
     event["resources"] = [arn.replace(original, contact_id) for arn in event["resources"]]
     return event
+
+
+def run_flow(event: dict[str, Any]) -> Any:
+    """The flow function as Lambda runs it: loaded from its module, with its 8 s timeout."""
+    from chalicelib.handlers.flow import start_streaming_from_flow
+
+    return start_streaming_from_flow(event, LambdaContext("start_streaming_from_flow", 256, max_runtime_ms=8_000))
 
 
 def flow_event(contact_id: str, attributes: dict[str, str]) -> dict[str, Any]:
@@ -126,7 +134,7 @@ class TestRestartAfterStop:
         http.put(streaming_path(contact))
         http.delete(streaming_path(contact))
         client.lambda_.invoke("on_contact_event", chat_initiated(contact))
-        answer = client.lambda_.invoke("start_streaming_from_flow", flow_event(contact, {})).payload
+        answer = run_flow(flow_event(contact, {}))
         assert answer == {"streaming": "skipped", "reason": "streaming was stopped for this chat"}
         assert len(starts(emulated_connect)) == 1
         assert emulated_connect.chats[contact].topics == {}
@@ -193,7 +201,7 @@ class TestStartRaces:
         def flow_runs(request: dict[str, Any], answer: dict[str, Any]) -> None:
             # Connect runs the chat's flow as soon as the contact exists, with the attributes it was started with
             event = flow_event(answer["ContactId"], request["Attributes"])
-            flow_answers.append(client.lambda_.invoke("start_streaming_from_flow", event).payload)
+            flow_answers.append(run_flow(event))
 
         emulated_connect.during("start_chat_contact", flow_runs)
         response = http.post("/chat-contacts", body=json.dumps({"display_name": "Ana"}), headers=JSON)
