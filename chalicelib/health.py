@@ -199,10 +199,12 @@ class EndpointHealth:
             if state.breaker_open_until is not None:
                 gate = self._breaker_gate(name, state, state.breaker_open_until, now)
                 if gate is not None:
-                    count("DeliveryDeferred", reason="CircuitOpen")
+                    # Batched per invocation (no dimension): an open breaker can defer every event of a burst.
+                    count("DeliveryDeferred")
                     return gate
             if destination.max_per_second is not None and not self._take(name, destination.max_per_second, now):
-                count("DeliveryDeferred", reason="RateLimited")
+                count("DeliveryDeferred")
+                count("RateLimited")
                 return Gate("defer", "rate limit reached", retry_after_seconds=1)
         except HealthStoreError as exc:
             logger.warning("destination health unavailable", extra={"destination": name, "reason": str(exc)})

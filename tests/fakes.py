@@ -24,7 +24,8 @@ class Clock:
 
 
 class FakeHealthStore:
-    """``chalicelib.health.HealthStore`` in memory; ``failing`` makes every call raise HealthStoreError."""
+    """``chalicelib.health.HealthStore`` in memory; ``failing`` makes every call raise HealthStoreError,
+    ``failing_calls`` the calls named."""
 
     def __init__(self) -> None:
         self.states: dict[str, DestinationHealth] = {}
@@ -32,12 +33,13 @@ class FakeHealthStore:
         self.windows: dict[tuple[str, int], int] = {}
         self.leases: dict[str, tuple[str, float]] = {}
         self.failing = False
+        self.failing_calls: frozenset[str] = frozenset()
         self.calls: list[str] = []
         self._sequence = itertools.count()
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
-        if self.failing:
+        if self.failing or name in self.failing_calls:
             raise HealthStoreError(f"{name} failed (ServiceUnavailable)")
 
     def read(self, name: str) -> DestinationHealth:

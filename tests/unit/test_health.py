@@ -335,3 +335,13 @@ def test_an_unreadable_store_is_asked_once_per_cache_period_not_once_per_event(
     clock.advance(POLICY.cache_seconds)
     health.gate(Hook(), event())
     assert store.calls.count("read") == 2
+
+
+def test_a_failure_that_disables_but_cannot_be_parked_goes_to_the_failure_path(
+    health: EndpointHealth, store: FakeHealthStore
+) -> None:
+    # Given a store that counts the failure but cannot park (an event too large for an item, DynamoDB failing)
+    store.failing_calls = frozenset({"park"})
+    # Then the 410 still disables, and the event is not reported parked: the relay keeps it on its failure path
+    assert health.record(Hook(), event(), answered(410)) is False
+    assert store.states["crm"].status == "disabled"
