@@ -32,8 +32,8 @@ def dev_stage_environment() -> dict[str, str]:
 
 
 def start() -> tuple[dict[str, str], Any, Any]:
-    """Start moto and the emulated Connect, create the dev stage's table, bucket and topic; returns the variables
-    that point the relay at them, and the two servers."""
+    """Start moto and the emulated Connect (and Participant Service), create the dev stage's tables, bucket, topic
+    and participant-token key; returns the variables that point the relay at them, and the two servers."""
     os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT
     import boto3
     from moto.server import ThreadedMotoServer
@@ -45,9 +45,11 @@ def start() -> tuple[dict[str, str], Any, Any]:
     moto.start()
     host, port = moto.get_host_and_port()
     connect = EmulatedConnect(REGION)
+    connect_url = connect.start()
     environment = {
         "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ENDPOINT_URL_CONNECT": connect.start(),
+        "AWS_ENDPOINT_URL_CONNECT": connect_url,
+        "AWS_ENDPOINT_URL_CONNECTPARTICIPANT": connect_url,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
@@ -71,6 +73,9 @@ def start() -> tuple[dict[str, str], Any, Any]:
     )
     boto3.client("s3").create_bucket(Bucket=stage["QUARANTINE_BUCKET"])
     boto3.client("sns").create_topic(Name=stage["STREAMING_TOPIC_ARN"].rsplit(":", 1)[1])
+    kms = boto3.client("kms")
+    key_id = kms.create_key(Description="participant tokens")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=stage["PARTICIPANT_TOKEN_KEY_ID"], TargetKeyId=key_id)
     return environment, moto, connect
 
 

@@ -1,5 +1,5 @@
-"""Two-way chats, pure parts: the request builders against Connect's limits (hypothesis over any body), and the
-mapping of the Participant Service's errors."""
+"""Two-way chats, pure parts: the request builders against Connect's limits (hypothesis over any body), the
+mapping of the Participant Service's errors, the settings, and who a caller is."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from chalice.app import Request
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from chalicelib.errors import (
     RequestValidationError,
     SettingsError,
 )
+from chalicelib.handlers.http import principal_of
 from chalicelib.settings import load_settings
 from chalicelib.two_way_chats import (
     MAX_ATTACHMENT_BYTES,
@@ -135,3 +137,54 @@ def test_an_unreachable_service_is_unavailable() -> None:
     error = participant_error(EndpointConnectionError(endpoint_url="https://participant.connect.example"))
     assert isinstance(error, ChatUnavailableError)
     assert "example" not in error.message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PARTICIPANT_TOKEN_KEY_ID", "not a key!"),
+        ("ATTACHMENT_LINK_SECONDS", "59"),
+        ("ATTACHMENT_LINK_SECONDS", "604801"),
+    ],
+)
+def test_two_way_settings_fail_clearly(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({**dev_stage_environment(), "AWS_REGION": "us-east-1", name: value})
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "alias/connect-chat-relay-dev-participant-tokens",
+        "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:us-east-1:111122223333:alias/connect-chat-relay-prod-participant-tokens",
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+    ],
+)
+def test_a_key_may_be_named_any_way_kms_accepts(key: str) -> None:
+    environment = {**dev_stage_environment(), "AWS_REGION": "us-east-1", "PARTICIPANT_TOKEN_KEY_ID": key}
+    assert load_settings(environment).participant_token_key_id == key
+
+
+@pytest.mark.parametrize(
+    ("context", "principal"),
+    [
+        ({"authorizer": {"claims": {"sub": "u-1"}}, "identity": {"sourceIp": "1.2.3.4"}}, "cognito:u-1"),
+        ({"identity": {"apiKeyId": "k-1", "userArn": None}}, "apikey:k-1"),
+        ({"identity": {"userArn": "arn:aws:iam::111122223333:role/x"}}, "iam:arn:aws:iam::111122223333:role/x"),
+        ({"identity": {"sourceIp": "127.0.0.1"}}, "anonymous"),
+        ({}, "anonymous"),
+    ],
+)
+def test_the_principal_is_who_api_gateway_authorised(context: dict[str, Any], principal: str) -> None:
+    event = {
+        "requestContext": {**context, "httpMethod": "POST", "resourcePath": "/chats/{contact_id}/messages"},
+        "headers": {},
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "body": None,
+        "isBase64Encoded": False,
+    }
+    request = Request(event)
+    assert principal_of(request) == principal
