@@ -12,9 +12,10 @@ help:
 	@echo "make bench    throughput and latency figures against baselines"
 	@echo "make package  chalice package into build/package"
 
+# chalice 1.34 requires pip<26.3: a newer pip would be downgraded again, with a resolver error on the way.
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip<26.3'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 

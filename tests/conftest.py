@@ -10,8 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from chalicelib import dependencies, observability
+
+# Property tests judge correctness, not speed: on a loaded machine (CI, several suites at once) a per-example
+# deadline only makes them flaky. Speed lives in `make bench`.
+settings.register_profile("relay", deadline=None)
+settings.load_profile("relay")
 
 EVENTS = Path(__file__).parent / "events"
 PROJECT = Path(__file__).parent.parent
