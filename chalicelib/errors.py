@@ -215,3 +215,11 @@ class StreamingClientTokenReusedError(RelayError):
 class StreamingStoppedError(RelayError):
     """The chat's stream was stopped on purpose: only an explicit start (the route) starts it again, not a late or
     repeated contact event, nor the flow."""
+
+
+class IdempotencyKeyReusedError(RelayError):
+    """An Idempotency-Key came back with another request body (the IETF draft's 422)."""
+
+
+class IdempotencyKeyInFlightError(RelayError):
+    """A request with the same Idempotency-Key is still being processed (the IETF draft's 409)."""

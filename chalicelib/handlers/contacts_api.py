@@ -6,6 +6,7 @@ origin only): ``Access-Control-Allow-Origin`` echoes a listed ``Origin`` and eve
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -13,6 +14,7 @@ from typing import Any, Final
 from chalice.app import Blueprint, Request, Response
 
 from chalicelib import dependencies
+from chalicelib.adapters.client_tokens import KeyUse, fingerprint, scoped_client_token
 from chalicelib.contacts import IDEMPOTENCY_HEADER, ContactStart, call_started_event, chat_start, webrtc_start
 from chalicelib.errors import ConnectUnavailableError, RelayError, SettingsError
 from chalicelib.events import RelayEvent
@@ -72,24 +74,64 @@ def preflight_chat_contact() -> Response:
 
 def _call_connect(
     request: Request,
+    route: str,
     build: Callable[[Mapping[str, Any], str | None, Settings], ContactStart],
     call: Callable[[dict[str, Any]], dict[str, Any]],
-) -> tuple[ContactStart, dict[str, Any], str]:
-    """Validate the request, start the contact; every failure is a RelayError the route maps to an answer."""
-    start = build(json_body(request.raw_body, required=True), request.headers.get(IDEMPOTENCY_HEADER), get_settings())
-    answer = call(start.request)
-    return start, answer, _contact_id(answer)
+) -> tuple[ContactStart, dict[str, Any], str, bool]:
+    """Validate the request, hold its Idempotency-Key, start the contact: the start, Connect's answer, the contact
+    id and whether it replays an earlier request. Every failure is a RelayError the route maps to an answer."""
+    body = json_body(request.raw_body, required=True)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    start = build(body, key, get_settings())
+    if key is None:
+        answer = call(start.request)
+        return start, answer, _contact_id(answer), False
+    # The key is the caller's: Connect's token is derived from it and the principal, so another caller reusing a
+    # key starts a contact of its own, and never receives this one's tokens.
+    principal = principal_of(request)
+    start = dataclasses.replace(
+        start, request={**start.request, "ClientToken": scoped_client_token(route, principal, key)}
+    )
+    ledger = dependencies.client_token_ledger()
+    use = ledger.begin(route=route, principal=principal, key=key, request_fingerprint=fingerprint(body))
+    try:
+        answer = call(start.request)
+        contact_id = _contact_id(answer)
+    except Exception:
+        if not use.replay:
+            _release(use)
+        raise
+    if not use.replay:
+        _complete(use, contact_id)
+    return start, answer, contact_id, use.replay
+
+
+def _release(use: KeyUse) -> None:
+    try:
+        dependencies.client_token_ledger().release(use)
+    except RelayError as exc:
+        # The key's lock lapses by itself; the call's own failure is what the caller needs to see.
+        logger.warning("idempotency key not released", extra={"reason": type(exc).__name__})
+
+
+def _complete(use: KeyUse, contact_id: str) -> None:
+    try:
+        dependencies.client_token_ledger().complete(use, contact_id=contact_id)
+    except RelayError as exc:
+        # The contact is started: failing its answer would only make the client retry. A retry after the lock
+        # lapses sends the same ClientToken, and Connect answers this contact.
+        logger.warning("idempotency key not completed", extra={"reason": type(exc).__name__})
+        count("IdempotencyKeyNotRecorded")
 
 
 def _start_webrtc(request: Request) -> Response:
     try:
-        start, answer, contact_id = _call_connect(
-            request, webrtc_start, lambda r: dependencies.connect_gateway().start_webrtc(r)
+        start, answer, contact_id, replayed = _call_connect(
+            request, "webrtc", webrtc_start, lambda r: dependencies.connect_gateway().start_webrtc(r)
         )
     except RelayError as exc:
         return error_response(exc)
     with contact_keys(initial_contact_id=contact_id, contact_id=contact_id):
-        replayed = _replayed("webrtc", start, contact_id)
         count("WebRTCContactStarted")
         logger.info("web call started", extra={"flow": start.flow, "replayed": replayed})
         if not replayed:
@@ -100,14 +142,15 @@ def _start_webrtc(request: Request) -> Response:
 
 def _start_chat(request: Request) -> Response:
     try:
-        start, answer, contact_id = _call_connect(
-            request, chat_start, lambda r: dependencies.connect_gateway().start_chat(r)
+        start, answer, contact_id, replayed = _call_connect(
+            request, "chat", chat_start, lambda r: dependencies.connect_gateway().start_chat(r)
         )
     except RelayError as exc:
         return error_response(exc)
     with contact_keys(initial_contact_id=contact_id, contact_id=contact_id):
-        _record_stream(start, answer, contact_id)
-        replayed = _replayed("chat", start, contact_id)
+        if not replayed:
+            # A replay's stream was kept with the first answer (and may have been stopped since).
+            _record_stream(start, answer, contact_id)
         count("ChatContactStarted")
         logger.info("chat started", extra={"flow": start.flow, "replayed": replayed})
         body = {key: answer[key] for key in _CHAT_ANSWER_KEYS if answer.get(key) is not None}
@@ -164,14 +207,6 @@ def _record_stream(start: ContactStart, answer: dict[str, Any], contact_id: str)
         # The chat is started and streaming: failing its answer now would only make a client start another one.
         logger.exception("streaming id not recorded; the contact event may start a second stream")
         count("StreamingRecordFailed", reason="TableError")
-
-
-def _replayed(route: str, start: ContactStart, contact_id: str) -> bool:
-    """Whether Connect answered a replayed Idempotency-Key; False when there is none, or the relay cannot tell."""
-    token = start.request.get("ClientToken")
-    if token is None:
-        return False
-    return dependencies.client_token_ledger().first_use(route=route, client_token=token, contact_id=contact_id) is False
 
 
 def _announce(event: RelayEvent) -> None:

@@ -13,6 +13,8 @@ from chalicelib.errors import (
     ConnectError,
     ConnectThrottledError,
     FieldProblem,
+    IdempotencyKeyInFlightError,
+    IdempotencyKeyReusedError,
     RequestValidationError,
     SettingsError,
     StorageError,
@@ -133,6 +135,17 @@ def error_response(exc: Exception) -> Response:
         return json_response(
             409,
             {"error": "StreamingStartInProgress", "message": "another start of this chat is in progress; retry"},
+            {"Retry-After": str(IN_PROGRESS_RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, IdempotencyKeyReusedError):
+        return json_response(
+            422,
+            {"error": "IdempotencyKeyReused", "message": "this Idempotency-Key was used with another request body"},
+        )
+    if isinstance(exc, IdempotencyKeyInFlightError):
+        return json_response(
+            409,
+            {"error": "IdempotencyKeyInFlight", "message": "a request with this Idempotency-Key is in progress; retry"},
             {"Retry-After": str(IN_PROGRESS_RETRY_AFTER_SECONDS)},
         )
     if isinstance(exc, StreamingClientTokenReusedError):

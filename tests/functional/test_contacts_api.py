@@ -19,9 +19,15 @@ from hypothesis import strategies as st
 
 from app import app
 from chalicelib import clients, dependencies
-from chalicelib.adapters.client_tokens import TOKEN_VALIDITY_SECONDS, ClientTokenLedger, ledger_key
+from chalicelib.adapters.client_tokens import (
+    TOKEN_VALIDITY_SECONDS,
+    ClientTokenLedger,
+    fingerprint,
+    ledger_key,
+    scoped_client_token,
+)
 from chalicelib.contacts import ContactStart, chat_start, webrtc_start
-from chalicelib.errors import RequestValidationError, SettingsError
+from chalicelib.errors import RequestValidationError, SettingsError, StorageError
 from chalicelib.events import RelayEvent, load_schema
 from chalicelib.handlers import contacts_api
 from chalicelib.settings import get_settings, load_settings
@@ -129,7 +135,7 @@ class TestWebRTCContact:
                 },
                 "Description": "Help with order 42",
                 "RelatedContactId": "c0ffee00-0000-4000-8000-00000000beef",
-                "ClientToken": "call-1",
+                "ClientToken": scoped_client_token("webrtc", "anonymous", "call-1"),
             },
         )
         # When the front end posts it
@@ -240,9 +246,10 @@ class TestIdempotencyKeys:
     ) -> None:
         connect_stub.add_response("start_web_rtc_contact", WEBRTC_ANSWER)
         post(http, "/webrtc-contacts", {"display_name": "Ana"}, {"Idempotency-Key": "secret-ish-key"})
-        item = kept_item(ledger_key("webrtc", "secret-ish-key"))
+        item = kept_item(ledger_key("webrtc", "anonymous", "secret-ish-key"))
         assert item is not None
         assert item["contact_id"]["S"] == WEBRTC_ANSWER["ContactId"]
+        assert item["fingerprint"]["S"] == fingerprint({"display_name": "Ana"})
         assert "secret-ish-key" not in json.dumps(item)
 
     def test_a_chat_replay_says_so(self, http: CheckedHTTP, connect_stub: Stubber) -> None:
@@ -267,33 +274,34 @@ class TestClientTokenLedger:
     def ledger(self) -> ClientTokenLedger:
         return ClientTokenLedger(clients.dynamodb(), STREAMS_TABLE)
 
+    def begin(self, ledger: ClientTokenLedger, body: str = "b") -> Any:
+        return ledger.begin(route="webrtc", principal="iam:ana", key="k", request_fingerprint=body)
+
     def test_first_use_then_replay(self, aws: None) -> None:
         ledger = self.ledger()
-        assert ledger.first_use(route="webrtc", client_token="k", contact_id="c-1") is True
-        assert ledger.first_use(route="webrtc", client_token="k", contact_id="c-1") is False
-
-    def test_another_contact_for_the_key_is_a_first_use_and_replaces_it(self, aws: None) -> None:
-        # Given Connect's token expired and it started a new contact for the same key
-        ledger = self.ledger()
-        ledger.first_use(route="webrtc", client_token="k", contact_id="c-1")
-        assert ledger.first_use(route="webrtc", client_token="k", contact_id="c-2") is True
-        assert ledger.first_use(route="webrtc", client_token="k", contact_id="c-2") is False
+        use = self.begin(ledger)
+        assert use.replay is False
+        ledger.complete(use, contact_id="c-1")
+        assert self.begin(ledger).replay is True
 
     def test_an_expired_record_counts_as_unused(self, aws: None) -> None:
         clients.dynamodb().put_item(
             TableName=STREAMS_TABLE,
             Item={
-                "initial_contact_id": {"S": ledger_key("webrtc", "k")},
-                "contact_id": {"S": "c-1"},
-                "started_at": {"N": "1"},
+                "initial_contact_id": {"S": ledger_key("webrtc", "iam:ana", "k")},
+                "state": {"S": "done"},
+                "fingerprint": {"S": "another body"},
+                "locked_until": {"N": "0"},
+                "revision": {"S": "r"},
                 "expires_at": {"N": str(1 + TOKEN_VALIDITY_SECONDS)},
             },
         )
-        assert self.ledger().first_use(route="webrtc", client_token="k", contact_id="c-1") is True
+        assert self.begin(self.ledger()).replay is False
 
-    def test_a_table_failure_means_unknown(self, aws: None) -> None:
+    def test_a_table_failure_is_a_storage_error_not_a_guess(self, aws: None) -> None:
         ledger = ClientTokenLedger(clients.dynamodb(), "no-such-table")
-        assert ledger.first_use(route="webrtc", client_token="k", contact_id="c-1") is None
+        with pytest.raises(StorageError):
+            self.begin(ledger)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -608,7 +616,7 @@ class TestChatContact:
                     "SourceContactId": "c0ffee00-0000-4000-8000-00000000c000",
                     "RehydrationType": "ENTIRE_PAST_SESSION",
                 },
-                ClientToken="chat-1",
+                ClientToken=scoped_client_token("chat", "anonymous", "chat-1"),
             ),
         )
         response = post(http, "/chat-contacts", body, {"Idempotency-Key": "chat-1"})

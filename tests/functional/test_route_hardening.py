@@ -1,12 +1,13 @@
-"""Issue 7, items 8, 9, 11, 12 and 13: the routes' answers when streams restart, starts race, Connect or DynamoDB
-fail, and bodies are hostile. Through chalice.test.Client, with DynamoDB in moto and the emulated Connect on
-127.0.0.1; every answer is checked against the OpenAPI document."""
+"""Issue 7, items 8 to 13: the routes' answers when streams restart, starts race, callers reuse Idempotency-Keys,
+Connect or DynamoDB fail, and bodies are hostile. Through chalice.test.Client, with DynamoDB in moto and the
+emulated Connect on 127.0.0.1; every answer is checked against the OpenAPI document."""
 
 from __future__ import annotations
 
 import copy
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from app import app
 from chalicelib import clients
 from chalicelib.adapters import streams_table
+from chalicelib.adapters.client_tokens import LOCK_SECONDS, ClientTokenLedger, fingerprint
 from chalicelib.adapters.connect import connect_error
 from chalicelib.adapters.streams_table import CLAIM_SECONDS, Session, StreamsTable
 from chalicelib.errors import StreamingStartInProgressError
@@ -246,6 +248,162 @@ class TestStartRaces:
         assert http.put(streaming_path(contact)).status_code == 201
         # Both attempts sent the same token: had the first reached Connect, the second would get its stream
         assert len({body["ClientToken"] for body in starts(emulated_connect)}) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Item 10: an Idempotency-Key belongs to its caller and its body
+
+ANA = {"authorizer": {"claims": {"sub": "ana-sub"}}}
+BEN = {"identity": {"userArn": "arn:aws:iam::111122223333:user/ben"}}
+ANONYMOUS: dict[str, Any] = {}
+CALLERS: dict[str, dict[str, Any]] = {"ana": ANA, "ben": BEN, "anonymous": ANONYMOUS}
+
+
+def post_as(client: Any, caller: dict[str, Any], body: dict[str, Any], key: str, path: str = "/webrtc-contacts") -> Any:
+    """POST as an authenticated caller: API Gateway stamps who it is in the request's requestContext."""
+    converter = client.http._local_gateway.event_converter
+    make = converter.create_lambda_event
+    outer = converter.__dict__.get("create_lambda_event")  # a POST made while another is at Connect
+
+    def stamped(**request: Any) -> dict[str, Any]:
+        event: dict[str, Any] = make(**request)
+        event["requestContext"].update(copy.deepcopy(caller))
+        return event
+
+    converter.create_lambda_event = stamped
+    try:
+        return CheckedHTTP(client.http).post(path, body=json.dumps(body), headers={**JSON, "Idempotency-Key": key})
+    finally:
+        if outer is None:
+            del converter.create_lambda_event
+        else:
+            converter.create_lambda_event = outer
+
+
+def webrtc_calls(connect: EmulatedConnect) -> list[dict[str, Any]]:
+    return [body for operation, body in connect.calls if operation == "start_web_rtc_contact"]
+
+
+@pytest.fixture
+def no_announcements(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.handlers import contacts_api
+
+    monkeypatch.setattr(contacts_api, "_publish", lambda event: None)
+
+
+@pytest.mark.usefixtures("no_announcements")
+class TestIdempotencyKeys:
+    def test_issue7_item10_another_caller_reusing_a_key_never_gets_the_first_caller_s_answer(
+        self, client: Any, emulated_connect: EmulatedConnect
+    ) -> None:
+        body = {"display_name": "Ana", "flow": "support"}
+        first = post_as(client, ANA, body, "k-1")
+        assert first.status_code == 201
+        # When another caller sends the same key, even with the same body
+        theirs = post_as(client, BEN, body, "k-1")
+        # Then they get a contact of their own, never Ana's tokens
+        assert theirs.status_code == 201
+        assert "Idempotent-Replayed" not in theirs.headers
+        assert theirs.json_body["ContactId"] != first.json_body["ContactId"]
+        assert theirs.json_body["ParticipantToken"] != first.json_body["ParticipantToken"]
+        assert first.json_body["ParticipantToken"] not in theirs.body.decode()
+        # And Ana's replay is hers
+        again = post_as(client, ANA, body, "k-1")
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json_body == first.json_body
+        tokens = [call["ClientToken"] for call in webrtc_calls(emulated_connect)]
+        assert len(tokens) == 3
+        assert len(set(tokens)) == 2
+        assert "k-1" not in tokens
+
+    def test_issue7_item10_the_same_key_with_another_body_is_422_and_never_reaches_connect(
+        self, client: Any, emulated_connect: EmulatedConnect
+    ) -> None:
+        assert post_as(client, ANA, {"display_name": "Ana"}, "k-1").status_code == 201
+        other = post_as(client, ANA, {"display_name": "Eve", "flow": "sales"}, "k-1")
+        assert other.status_code == 422
+        assert other.json_body["error"] == "IdempotencyKeyReused"
+        assert len(webrtc_calls(emulated_connect)) == 1
+        # The same JSON spaced and ordered differently is the same body
+        reordered = CheckedHTTP(client.http).post(
+            "/webrtc-contacts", body='{ "display_name" :"Ana" }', headers={**JSON, "Idempotency-Key": "k-2"}
+        )
+        assert reordered.status_code == 201
+        assert post_as(client, ANONYMOUS, {"display_name": "Ana"}, "k-2").headers["Idempotent-Replayed"] == "true"
+
+    def test_issue7_item10_a_concurrent_duplicate_answers_409(
+        self, client: Any, emulated_connect: EmulatedConnect
+    ) -> None:
+        duplicates: list[Any] = []
+        body = {"display_name": "Ana"}
+        emulated_connect.during(
+            "start_web_rtc_contact", lambda request, answer: duplicates.append(post_as(client, ANA, body, "k-1"))
+        )
+        first = post_as(client, ANA, body, "k-1")
+        assert first.status_code == 201
+        [duplicate] = duplicates
+        assert duplicate.status_code == 409
+        assert duplicate.json_body["error"] == "IdempotencyKeyInFlight"
+        assert duplicate.headers["Retry-After"] == "1"
+        assert len(webrtc_calls(emulated_connect)) == 1
+        # Retried once the first has its answer, it is a replay
+        assert post_as(client, ANA, body, "k-1").headers["Idempotent-Replayed"] == "true"
+
+    def test_issue7_item10_a_failed_request_frees_its_key_for_the_same_body_only(
+        self, client: Any, emulated_connect: EmulatedConnect
+    ) -> None:
+        emulated_connect.fail("start_chat_contact", "InvalidParameterException", 400, "try again")
+        body = {"display_name": "Ana"}
+        assert post_as(client, ANA, body, "k-1", "/chat-contacts").status_code == 400
+        assert post_as(client, ANA, {"display_name": "Eve"}, "k-1", "/chat-contacts").status_code == 422
+        retried = post_as(client, ANA, body, "k-1", "/chat-contacts")
+        assert retried.status_code == 201
+        assert "Idempotent-Replayed" not in retried.headers
+
+    def test_issue7_item10_a_crashed_request_s_lock_lapses(
+        self, client: Any, emulated_connect: EmulatedConnect, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given a request that took the key and crashed before Connect answered
+        body = {"display_name": "Ana"}
+        ledger = ClientTokenLedger(clients.dynamodb(), STREAMS_TABLE)
+        ledger.begin(route="webrtc", principal="cognito:ana-sub", key="k-1", request_fingerprint=fingerprint(body))
+        assert post_as(client, ANA, body, "k-1").status_code == 409
+        later = time.time() + LOCK_SECONDS + 1
+        monkeypatch.setattr(time, "time", lambda: later)
+        assert post_as(client, ANA, body, "k-1").status_code == 201
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(st.sampled_from(sorted(CALLERS)), st.sampled_from(["k-1", "k-2"]), st.sampled_from(["Ana", "Eve"])),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_issue7_item10_a_key_replays_only_its_caller_s_own_request(
+    client: Any, emulated_connect: EmulatedConnect, no_announcements: None, requests: list[tuple[str, str, str]]
+) -> None:
+    # Whatever callers, keys and bodies come in, a request replays exactly its own caller's earlier request with
+    # that key and body, is refused with another body, and otherwise starts a contact no one else got
+    run = uuid.uuid4().hex
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
+    contacts: set[str] = set()
+    for caller, key, name in requests:
+        response = post_as(client, CALLERS[caller], {"display_name": name}, f"{run}-{key}")
+        earlier = seen.get((caller, key))
+        if earlier is None:
+            assert response.status_code == 201
+            assert "Idempotent-Replayed" not in response.headers
+            assert response.json_body["ContactId"] not in contacts
+            seen[(caller, key)] = (name, response.json_body["ContactId"])
+            contacts.add(response.json_body["ContactId"])
+        elif earlier[0] == name:
+            assert response.status_code == 201
+            assert response.headers["Idempotent-Replayed"] == "true"
+            assert response.json_body["ContactId"] == earlier[1]
+        else:
+            assert response.status_code == 422
 
 
 # ---------------------------------------------------------------------------------------------------------------
