@@ -72,6 +72,7 @@ EVENT_TYPES: Final = (
     "chat.attachment",
     "chat.event",
     "call.started",
+    "chat.transcript.reconciled",
 )
 SCHEMA_DIR: Final = Path(__file__).parent / "schemas"
 

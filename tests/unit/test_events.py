@@ -97,12 +97,15 @@ def test_every_fixture_has_an_expected_type() -> None:
 
 def test_fixtures_cover_every_chat_event_type() -> None:
     """Every chat.* type of the catalogue is produced by at least one recorded item."""
-    assert set(EXPECTED_TYPES.values()) == {event_type for event_type in EVENT_TYPES if event_type != "call.started"}
+    built_elsewhere = {"call.started", "chat.transcript.reconciled"}
+    assert set(EXPECTED_TYPES.values()) == {
+        event_type for event_type in EVENT_TYPES if event_type not in built_elsewhere
+    }
 
 
 def test_catalogue_is_unique_and_includes_calls() -> None:
-    """The catalogue lists each type once, and includes call.started (built elsewhere)."""
-    assert len(EVENT_TYPES) == len(set(EVENT_TYPES)) == 17
+    """The catalogue lists each type once, and includes call.started and reconciliations (built elsewhere)."""
+    assert len(EVENT_TYPES) == len(set(EVENT_TYPES)) == 18
     assert "call.started" in EVENT_TYPES
 
 
