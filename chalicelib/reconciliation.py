@@ -120,11 +120,13 @@ def parse_connect_transcript(body: bytes) -> ConnectTranscript:
 def reconcile(
     initial_contact_id: str, transcripts: Sequence[ConnectTranscript], archived: Iterable[Mapping[str, Any]]
 ) -> Reconciliation:
-    """Compare a session's transcripts (one per contact) with the envelopes archived for it.
+    """Compare some of a session's transcripts (one per contact) with the envelopes archived for the session.
 
-    An item counts as streamed when the archive holds an event with its item id that was not itself recovered;
-    an item recovered by an earlier run is in the archive too, so reconciling again recovers nothing twice.
+    A transcript covers its own contact only, so the streamed and only-in-stream figures count the archived events
+    of the transcripts' contacts. An item counts as streamed when the archive holds an event with its id that was
+    not itself recovered; an item recovered by an earlier run is archived too, so a rerun recovers nothing twice.
     """
+    contacts = {t.contact_id for t in transcripts}
     archived_ids: set[str] = set()
     streamed_ids: set[str] = set()
     for envelope in archived:
@@ -133,7 +135,8 @@ def reconcile(
         if not isinstance(item_id, str) or not isinstance(data, Mapping):
             continue
         archived_ids.add(item_id)
-        if data.get("recovered") is not True:
+        contact_id = data.get("contact_id")
+        if data.get("recovered") is not True and (contact_id is None or contact_id in contacts):
             streamed_ids.add(item_id)
     recorded: dict[str, ChatItem] = {}
     for transcript in transcripts:

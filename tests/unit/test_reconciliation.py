@@ -221,6 +221,14 @@ class TestReconcile:
         assert result.contact_ids == (first.contact_id, second.contact_id)
         assert result.recorded == 8
 
+    def test_given_one_transcript_of_a_transfer_then_only_its_contacts_stream_counts(self) -> None:
+        first = parse_connect_transcript(fixture("transfer-first-contact.json"))
+        second = parse_connect_transcript(fixture("transfer-second-contact.json"))
+
+        result = reconcile(SESSION, [second], streamed(first) + streamed(second))
+
+        assert result.counts() == {"recorded": 4, "streamed": 4, "recovered": 0, "only_in_stream": 0, "unreadable": 0}
+
     def test_given_typing_only_in_the_stream_then_it_is_reported_not_recovered(self) -> None:
         transcript = parse_connect_transcript(fixture("chat-transcript.json"))
 
