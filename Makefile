@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck unit test demo bench package clean
+.PHONY: help venv lint typecheck unit test demo bench package policies clean
 
 help:
 	@echo "make demo     run the relay end to end on emulated AWS (no account needed)"
 	@echo "make test     lint, type check and every test"
 	@echo "make bench    throughput and latency figures against baselines"
 	@echo "make package  chalice package into build/package"
+	@echo "make policies render the destinations' IAM grants into .chalice/policy-*.json"
 
 # chalice 1.34 requires pip<26.3: a newer pip would be downgraded again, with a resolver error on the way.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -39,6 +40,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.storage
 
 package: $(STAMP)
 	rm -rf build/package
@@ -47,6 +49,9 @@ package: $(STAMP)
 	$(BIN)/python -m scripts.lambda_runtime build/package/sam.json
 	$(BIN)/cfn-lint build/package/sam.json
 	@echo "CloudFormation template and deployment.zip written to build/package"
+
+policies: $(STAMP)
+	$(BIN)/python -m scripts.render_policies
 
 clean:
 	rm -rf $(VENV) build .relay-demo .bench .mypy_cache .ruff_cache .pytest_cache .hypothesis

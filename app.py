@@ -19,6 +19,7 @@ from chalicelib.handlers.destinations_api import destinations_api
 from chalicelib.handlers.docs import api_docs
 from chalicelib.handlers.flow import flow
 from chalicelib.handlers.streaming_api import streaming_api
+from chalicelib.handlers.transcripts import transcripts
 from chalicelib.observability import observed
 
 app = Chalice(app_name="connect-chat-relay", configure_logs=False)
@@ -39,3 +40,4 @@ app.register_blueprint(contacts_api)
 app.register_blueprint(chats_api)
 app.register_blueprint(destinations_api)
 app.register_blueprint(api_docs)
+app.register_blueprint(transcripts)

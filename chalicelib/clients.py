@@ -18,9 +18,12 @@ if TYPE_CHECKING:
     from mypy_boto3_connect import ConnectClient
     from mypy_boto3_connectparticipant import ConnectParticipantClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
 
 # Connect throttles at a few TPS: adaptive mode backs off client-side as well as retrying 429s and 5xx.
@@ -111,6 +114,24 @@ def s3() -> S3Client:
 
 
 @cache
+def sqs() -> SQSClient:
+    """The SQS client (destinations of kind ``sqs``)."""
+    return boto3.client("sqs", config=_DEFAULT_CONFIG)
+
+
+@cache
+def events() -> EventBridgeClient:
+    """The EventBridge client (destinations of kind ``eventbridge``)."""
+    return boto3.client("events", config=_DEFAULT_CONFIG)
+
+
+@cache
+def kinesis() -> KinesisClient:
+    """The Kinesis client (destinations of kind ``kinesis``)."""
+    return boto3.client("kinesis", config=_DEFAULT_CONFIG)
+
+
+@cache
 def ssm() -> SSMClient:
     """The SSM client (webhook secrets kept as SecureString parameters)."""
     return boto3.client("ssm", config=_DEFAULT_CONFIG)
@@ -133,6 +154,9 @@ def reset() -> None:
         dynamodb_for_flow,
         dynamodb_for_health,
         s3,
+        sqs,
+        events,
+        kinesis,
         ssm,
         secretsmanager,
     ):

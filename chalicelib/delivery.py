@@ -90,6 +90,22 @@ class DeliveryResult:
             disable_endpoint=False,
         )
 
+    @classmethod
+    def written(cls, event: RelayEvent, destination: str, *, latency_ms: float) -> DeliveryResult:
+        """A write the destination's service accepted (the AWS kinds have no HTTP status)."""
+        return cls(
+            destination=destination,
+            webhook_id=event.webhook_id,
+            event_type=event.type,
+            ok=True,
+            status=None,
+            error=None,
+            latency_ms=latency_ms,
+            retryable=False,
+            retry_after_seconds=None,
+            disable_endpoint=False,
+        )
+
 
 class Fanout:
     """Delivers events to webhook destinations; its bounded thread pool is created once and reused."""

@@ -18,15 +18,19 @@ from chalicelib.adapters.participant import ParticipantGateway
 from chalicelib.adapters.quarantine import Quarantine
 from chalicelib.adapters.secrets import SecretResolver
 from chalicelib.adapters.streams_table import StreamsTable
+from chalicelib.adapters.transcript_queue import TranscriptQueue
 from chalicelib.adapters.webhooks import WebhookSender
 from chalicelib.attachment_links import AttachmentLinks
+from chalicelib.aws_delivery import AwsDelivery
 from chalicelib.delivery import Fanout
+from chalicelib.destination_kinds import ArchiveTarget
 from chalicelib.destinations import RelayConfig, relay_config
 from chalicelib.errors import SettingsError
 from chalicelib.health import EndpointHealth, HealthPolicy
 from chalicelib.relay import Relay
 from chalicelib.settings import get_settings
 from chalicelib.streaming import StreamingStarter
+from chalicelib.transcript_service import TranscriptService, TranscriptTiming
 from chalicelib.two_way_chats import TwoWayChats
 
 
@@ -136,6 +140,38 @@ def endpoint_health() -> EndpointHealth:
 
 
 @cache
+def aws_delivery() -> AwsDelivery:
+    """Writes to the destinations of the AWS kinds; its writers are made on first use."""
+    return AwsDelivery(s3=clients.s3, sqs=clients.sqs, events=clients.events, kinesis=clients.kinesis)
+
+
+def transcript_archive() -> ArchiveTarget | None:
+    """The archive transcripts are assembled from: the S3 destination TRANSCRIPT_ARCHIVE names."""
+    name = get_settings().transcript_archive
+    target = next((d.target for d in destinations().destinations if d.name == name), None)
+    return target if isinstance(target, ArchiveTarget) else None
+
+
+@cache
+def transcript_service() -> TranscriptService | None:
+    """Assembles transcripts, or None when the stage has no transcript queue (TRANSCRIPT_QUEUE_URL)."""
+    settings = get_settings()
+    if settings.transcript_queue_url is None:
+        return None
+    return TranscriptService(
+        aws_delivery().archive,
+        transcript_archive,
+        TranscriptQueue(clients.sqs(), settings.transcript_queue_url),
+        relay(),
+        TranscriptTiming(
+            grace_seconds=settings.transcript_grace_seconds,
+            recheck_seconds=settings.transcript_recheck_seconds,
+            link_seconds=settings.transcript_link_seconds,
+        ),
+    )
+
+
+@cache
 def relay() -> Relay:
     """Publishes events to the destinations."""
     return Relay(
@@ -144,6 +180,7 @@ def relay() -> Relay:
         fanout(),
         quarantine(),
         endpoint_health(),
+        aws=aws_delivery(),
     )
 
 
@@ -159,6 +196,8 @@ def reset() -> None:
         attachment_links,
         quarantine,
         endpoint_health,
+        aws_delivery,
+        transcript_service,
         relay,
     ):
         factory.cache_clear()

@@ -21,7 +21,9 @@ carries no YAML parser for one small file. Example::
       ]
     }
 
-Per destination, only ``name``, ``url`` and ``secrets`` are required:
+Per destination, only ``name``, ``url`` and ``secrets`` are required of a webhook (a destination of another
+``kind``, an S3 archive, an SQS queue, an EventBridge bus or a Kinesis stream, takes the fields of
+:mod:`chalicelib.destination_kinds` instead, and the same filters):
 
 - ``events``: event types (``chat.message``) or prefix wildcards (``chat.participant.*``) from the catalogue in
   :mod:`chalicelib.events`; omitted means every type. ``chat.typing`` is sent only when listed by name or when
@@ -63,11 +65,12 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from chalicelib.destination_kinds import KIND_FIELDS, KINDS, AwsTarget, Kind, parse_target
 from chalicelib.errors import RelayError
 from chalicelib.events import EVENT_TYPES, RelayEvent
 from chalicelib.observability import logger
@@ -97,15 +100,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _SSM_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,2048}\Z")
 _SECRETSMANAGER_ID = re.compile(r"^[A-Za-z0-9/_+=.@:\-]{1,2048}\Z")
 _TOP_FIELDS = frozenset({"version", "destinations", "allow_literal_secrets"})
-_DESTINATION_FIELDS = frozenset(
+# Every kind takes the name and the filters; webhooks take the rest, other kinds their own (destination_kinds).
+_COMMON_FIELDS = frozenset({"name", "kind", "events", "audience", "roles", "instances", "include_typing"})
+_DESTINATION_FIELDS = _COMMON_FIELDS | frozenset(
     {
-        "name",
         "url",
-        "events",
-        "audience",
-        "roles",
-        "instances",
-        "include_typing",
         "timeout_seconds",
         "secrets",
         "allow_http",
@@ -176,7 +175,7 @@ class SecretRef:
 
 @dataclass(frozen=True)
 class Destination:
-    """One webhook receiver and the events it asked for."""
+    """One receiver and the events it asked for: a webhook, or (``target``) an AWS resource of another kind."""
 
     name: str
     url: str
@@ -191,6 +190,7 @@ class Destination:
     allow_private_network: bool = False
     max_per_second: int | None = None
     disable_after_seconds: float | None = None
+    target: AwsTarget | None = None
     # Precomputed once: accepts() runs for every event and every destination.
     _exact_types: frozenset[str] | None = field(init=False, repr=False, compare=False)
     _type_prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -207,6 +207,11 @@ class Destination:
             self, "_typing", (exact is not None and TYPING in exact) or (self.include_typing and typing_matched)
         )
         object.__setattr__(self, "_view", _AUDIENCE_VIEW.get(self.audience))
+
+    @property
+    def kind(self) -> Kind:
+        """``webhook``, or the kind of the AWS resource it writes to."""
+        return "webhook" if self.target is None else self.target.kind
 
     def accepts(self, event: RelayEvent) -> bool:
         """Whether this destination wants ``event``: type, instance, sender role and audience filters.
@@ -373,7 +378,12 @@ def _parse_destination(
     def fault(field_name: str, problem: str) -> None:
         problems.append(f"{where}.{field_name}: {problem}")
 
-    for key in sorted(set(entry) - _DESTINATION_FIELDS, key=str):
+    kind = entry.get("kind", "webhook")
+    if kind not in KINDS:
+        fault("kind", f"must be one of {', '.join(KINDS)}")
+        return None
+    known = _DESTINATION_FIELDS if kind == "webhook" else _COMMON_FIELDS | KIND_FIELDS[kind]
+    for key in sorted(set(entry) - known, key=str):
         fault(str(key), "unknown field")
     if name is None:
         fault("name", "is required")
@@ -384,8 +394,6 @@ def _parse_destination(
     else:
         seen[name] = index
 
-    allow_http = _flag(entry, "allow_http", f"{where}.allow_http", problems)
-    url = _url(entry.get("url"), allow_http, fault)
     event_types = _event_types(entry.get("events"), fault)
     include_typing = _flag(entry, "include_typing", f"{where}.include_typing", problems)
     if include_typing and event_types is not None and not _matches(TYPING, event_types):
@@ -407,6 +415,46 @@ def _parse_destination(
         lambda i: INSTANCE_ID.match(i) is not None,
         "Amazon Connect instance ids (1 to 100 letters, digits, -)",
     )
+    filters = Destination(
+        name=cast(str, name),
+        url="",
+        event_types=event_types,
+        include_typing=include_typing,
+        participant_roles=roles,
+        audience=cast(Audience, audience),
+        instance_ids=instances,
+    )
+    if kind != "webhook":
+        target = parse_target(kind, entry, fault)
+        if len(problems) > before or target is None:
+            return None
+        return replace(filters, target=target)
+    return _webhook(
+        entry,
+        filters,
+        where=where,
+        problems=problems,
+        fault=fault,
+        allow_literal=allow_literal,
+        development_switches=development_switches,
+        before=before,
+    )
+
+
+def _webhook(
+    entry: Mapping[str, Any],
+    filters: Destination,
+    *,
+    where: str,
+    problems: list[str],
+    fault: _Fault,
+    allow_literal: bool,
+    development_switches: bool,
+    before: int,
+) -> Destination | None:
+    """The webhook fields of a destination whose name and filters are read (``before``: problems before it)."""
+    allow_http = _flag(entry, "allow_http", f"{where}.allow_http", problems)
+    url = _url(entry.get("url"), allow_http, fault)
     timeout = _timeout(entry.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS), fault)
     allow_private = _flag(entry, "allow_private_network", f"{where}.allow_private_network", problems)
     literal_ok = allow_literal or _flag(entry, "allow_literal_secrets", f"{where}.allow_literal_secrets", problems)
@@ -420,14 +468,9 @@ def _parse_destination(
 
     if len(problems) > before or url is None:
         return None
-    return Destination(
-        name=cast(str, name),
+    return replace(
+        filters,
         url=url,
-        event_types=event_types,
-        include_typing=include_typing,
-        participant_roles=roles,
-        audience=cast(Audience, audience),
-        instance_ids=instances,
         timeout_seconds=timeout,
         secrets=secrets,
         allow_http=allow_http,

@@ -71,6 +71,7 @@ EVENT_TYPES: Final = (
     "chat.receipt",
     "chat.attachment",
     "chat.event",
+    "chat.transcript.completed",
     "call.started",
     "chat.transcript.reconciled",
 )

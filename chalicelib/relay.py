@@ -4,6 +4,7 @@ durable copy of every delivery that failed."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from chalicelib.observability import count, logger
 if TYPE_CHECKING:
     from chalicelib.adapters.quarantine import Quarantine
     from chalicelib.adapters.secrets import SecretResolver
+    from chalicelib.aws_delivery import AwsDelivery
     from chalicelib.delivery import Fanout, WebhookTarget
     from chalicelib.destinations import Destination, RelayConfig
     from chalicelib.events import RelayEvent
@@ -26,7 +28,8 @@ class DestinationUnknownError(RelayError):
 
 
 class Relay:
-    """Delivers each event to every destination whose filters accept it and whose health lets it through."""
+    """Delivers each event to every destination whose filters accept it and whose health lets it through: webhooks
+    and the AWS kinds alike."""
 
     def __init__(
         self,
@@ -35,12 +38,17 @@ class Relay:
         fanout: Fanout,
         quarantine: Quarantine,
         health: EndpointHealth,
+        *,
+        aws: AwsDelivery,
     ) -> None:
         self._config = config
         self._secrets = secrets
         self._fanout = fanout
         self._quarantine = quarantine
         self._health = health
+        self._aws = aws
+        # AWS writes run beside the webhook fan-out rather than after it.
+        self._writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="destination-write")
 
     def publish(self, event: RelayEvent, *, max_timeout_seconds: float | None = None) -> list[DeliveryResult]:
         """Deliver ``event``; failed deliveries are kept in the quarantine's ``undelivered/`` for replay, and a
@@ -89,10 +97,14 @@ class Relay:
     ) -> list[DeliveryResult]:
         targets: list[tuple[WebhookTarget, Sequence[str]]] = []
         held: list[DeliveryResult] = []
+        writes = []
         for destination in destinations:
             gate = self._health.gate(destination, event, replay=replay)
             if gate.decision != "deliver":
                 held.append(_held(event, destination.name, gate))
+                continue
+            if destination.target is not None:
+                writes.append(self._writers.submit(self._aws.deliver, destination, [event]))
                 continue
             try:
                 secrets = [self._secrets.resolve(ref) for ref in destination.secrets]
@@ -111,6 +123,14 @@ class Relay:
             if self._health.record(by_name[result.destination], event, result, replay=replay)
             else result
             for result in self._fanout.deliver(event, targets)
+        ]
+        written = [result for write in writes for result in write.result()]
+        _count(written)
+        results += [
+            replace(result, held="parked")
+            if self._health.record(by_name[result.destination], event, result, replay=replay)
+            else result
+            for result in written
         ]
         results += held
         for result in results:
@@ -143,3 +163,12 @@ def _held(event: RelayEvent, destination: str, gate: Gate) -> DeliveryResult:
         held="deferred",
         retry_after_seconds=gate.retry_after_seconds,
     )
+
+
+def _count(written: Sequence[DeliveryResult]) -> None:
+    """The AWS kinds' outcomes in the delivery metrics (the fan-out records its own)."""
+    succeeded = sum(result.ok for result in written)
+    if succeeded:
+        count("DeliverySucceeded", succeeded)
+    if succeeded < len(written):
+        count("DeliveryFailed", len(written) - succeeded)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from chalicelib.errors import SettingsError
 
@@ -61,6 +62,11 @@ class Settings:
     contact_flows: Mapping[str, str] = field(default_factory=dict)
     default_flow: str | None = None
     cors_allowed_origins: tuple[str, ...] = ()
+    transcript_queue_url: str | None = None
+    transcript_archive: str = "archive"
+    transcript_grace_seconds: int = 60
+    transcript_recheck_seconds: int = 900
+    transcript_link_seconds: int = 3600
     # Whether destinations may use allow_http, allow_private_network and allow_literal_secrets.
     development_switches: bool = True
     participant_token_key_id: str | None = None
@@ -142,6 +148,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         read.problems.append(f"DEFAULT_CONTACT_FLOW={default_flow!r} is not a name in CONTACT_FLOWS")
 
     cors_origins = _cors_allowed_origins(read)
+
+    transcripts = _transcripts(read)
     override = read.optional(DEVELOPMENT_SWITCHES_OVERRIDE, "false").lower()
     if override not in {"true", "false"}:
         read.problems.append(f"{DEVELOPMENT_SWITCHES_OVERRIDE}={override!r} is invalid (expected true or false)")
@@ -177,6 +185,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         participant_token_key_id=token_key,
         attachments_prefix=attachments_prefix,
         attachment_link_seconds=link_seconds,
+        **transcripts,
     )
 
 
@@ -189,6 +198,19 @@ def _endpoint_health(read: _Reader) -> tuple[str, int, int, int, int]:
         read.integer("BREAKER_COOLDOWN_SECONDS", 30, 1, 3600),
         read.integer("HEALTH_CACHE_SECONDS", 5, 0, 60),
     )
+
+
+def _transcripts(read: _Reader) -> dict[str, Any]:
+    queue = read.optional("TRANSCRIPT_QUEUE_URL") or None
+    if queue is not None and not queue.startswith(("https://", "http://")):
+        read.problems.append("TRANSCRIPT_QUEUE_URL is invalid (expected the transcript queue's SQS url)")
+    return {
+        "transcript_queue_url": queue,
+        "transcript_archive": read.optional("TRANSCRIPT_ARCHIVE", "archive"),
+        "transcript_grace_seconds": read.integer("TRANSCRIPT_GRACE_SECONDS", 60, 0, 900),
+        "transcript_recheck_seconds": read.integer("TRANSCRIPT_RECHECK_SECONDS", 900, 0, 900),
+        "transcript_link_seconds": read.integer("TRANSCRIPT_LINK_SECONDS", 3600, 60, 43200),
+    }
 
 
 def _contact_flows(read: _Reader) -> dict[str, str]:

@@ -31,6 +31,7 @@ STAGE_CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
 STAGE_ENV: dict[str, str] = STAGE_CONFIG["stages"]["dev"]["environment_variables"]
 INSTANCE_ID = STAGE_ENV["CONNECT_INSTANCE_ID"]
 INSTANCE_ARN = f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID}"
+FIFO_QUEUE, ROUTED_QUEUE, BUS, STREAM = "demo-chat-events.fifo", "demo-bus-target", "demo-chat", "demo-chat"
 BOLD, DIM, GREEN, RED, YELLOW, CYAN, RESET = (
     ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[33m", "\033[36m", "\033[0m")
     if sys.stdout.isatty()
@@ -84,6 +85,10 @@ class World:
                 "AWS_ENDPOINT_URL_CONNECT": connect_url,
                 "AWS_ENDPOINT_URL_CONNECTPARTICIPANT": connect_url,
                 "RELAY_CONFIG_FILE": str(OUT / "config.json"),
+                # The demo assembles the transcript at once rather than after the grace period, and once.
+                "TRANSCRIPT_ARCHIVE": "s3-archive",
+                "TRANSCRIPT_GRACE_SECONDS": "0",
+                "TRANSCRIPT_RECHECK_SECONDS": "0",
             }
         )
         os.environ.pop("AWS_PROFILE", None)
@@ -116,6 +121,19 @@ class World:
                 hook("analytics", events=["chat.ended"]),
                 # A channel's inbound half: what the agent says to the customer, answered through /chats routes.
                 hook("channel-bridge", events=["chat.message", "chat.attachment"], audience="customer"),
+                {"name": "s3-archive", "kind": "s3", "bucket": STAGE_ENV["QUARANTINE_BUCKET"]},
+                {"name": "queue", "kind": "sqs", "queue_arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{FIFO_QUEUE}"},
+                {
+                    "name": "bus",
+                    "kind": "eventbridge",
+                    "event_bus_arn": f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{BUS}",
+                    "source": "com.example.chat",
+                },
+                {
+                    "name": "stream",
+                    "kind": "kinesis",
+                    "stream_arn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{STREAM}",
+                },
             ],
         }
         (OUT / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -152,6 +170,15 @@ class World:
         kms = boto3.client("kms")
         key_id = kms.create_key(Description="participant tokens")["KeyMetadata"]["KeyId"]
         kms.create_alias(AliasName=STAGE_ENV["PARTICIPANT_TOKEN_KEY_ID"], TargetKeyId=key_id)
+        self.transcript_queue_url = sqs.create_queue(QueueName=STAGE_ENV["TRANSCRIPT_QUEUE_NAME"])["QueueUrl"]
+        self.fifo_url = sqs.create_queue(QueueName=FIFO_QUEUE, Attributes={"FifoQueue": "true"})["QueueUrl"]
+        self.routed_url = sqs.create_queue(QueueName=ROUTED_QUEUE)["QueueUrl"]
+        events = boto3.client("events")
+        events.create_event_bus(Name=BUS)
+        events.put_rule(Name="chat", EventBusName=BUS, EventPattern=json.dumps({"source": ["com.example.chat"]}))
+        routed = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{ROUTED_QUEUE}"
+        events.put_targets(Rule="chat", EventBusName=BUS, Targets=[{"Id": "routed", "Arn": routed}])
+        boto3.client("kinesis").create_stream(StreamName=STREAM, ShardCount=1)
 
     def close(self) -> None:
         for receiver in self.receivers.values():
@@ -401,17 +428,66 @@ def keep_bad_input(demo: Demo) -> None:
     demo.pump()
     s3 = boto3.client("s3")
     bucket = STAGE_ENV["QUARANTINE_BUCKET"]
-    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=STAGE_ENV["QUARANTINE_PREFIX"]).get("Contents", []):
         kept = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
         why = kept.get("reason") or kept.get("error")
         say(f"  kept s3://{bucket}/{obj['Key']}\n    {DIM}because: {why}{RESET}")
+
+
+def keep_and_transcribe(demo: Demo, chat: str) -> None:
+    """Part 4: the archive, the other AWS kinds, and the transcript assembled once the chat ended."""
+    import boto3
+
+    world = demo.world
+    say(f"\n{BOLD}4. Archived, streamed to AWS, transcribed{RESET}")
+    sqs, s3 = boto3.client("sqs"), boto3.client("s3")
+    bucket = STAGE_ENV["QUARANTINE_BUCKET"]
+    archived = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"sessions/{chat}/"):
+        for obj in page.get("Contents", []):
+            mirror = OUT / "archive" / obj["Key"]
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            mirror.write_bytes(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+            archived += 1
+    say(f"  s3-archive: {archived} items under s3://{bucket}/sessions/{chat[:8]}…/ (mirrored in {OUT.name}/archive/)")
+    fifo = sqs.get_queue_attributes(QueueUrl=world.fifo_url, AttributeNames=["ApproximateNumberOfMessages"])
+    routed = sqs.get_queue_attributes(QueueUrl=world.routed_url, AttributeNames=["ApproximateNumberOfMessages"])
+    kinesis = boto3.client("kinesis")
+    shard = kinesis.describe_stream(StreamName=STREAM)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName=STREAM, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    records = kinesis.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"]
+    say(
+        f"  queue (FIFO, grouped by session): {fifo['Attributes']['ApproximateNumberOfMessages']} messages · "
+        f"bus → rule → queue: {routed['Attributes']['ApproximateNumberOfMessages']} events · "
+        f"stream: {len(records)} records"
+    )
+    requests = sqs.receive_message(QueueUrl=world.transcript_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    for message in requests:
+        event = demo.client.events.generate_sqs_event(
+            message_bodies=[message["Body"]], queue_name=STAGE_ENV["TRANSCRIPT_QUEUE_NAME"]
+        )
+        demo.invoke("assemble_transcripts", event)
+    say(f"  chat.ended → transcript queue → assemble_transcripts → {demo.deliveries()}")
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"transcripts/{chat}/").get("Contents", [])
+    latest = max((obj["Key"] for obj in listing if obj["Key"].endswith(".json")), default=None)
+    if latest is None:
+        say(f"  {RED}no transcript was kept{RESET}")
+        return
+    (OUT / "transcripts").mkdir(exist_ok=True)
+    for suffix in (".json", ".md"):
+        body = s3.get_object(Bucket=bucket, Key=latest.removesuffix(".json") + suffix)["Body"].read()
+        (OUT / "transcripts" / f"{chat}{suffix}").write_bytes(body)
+    say(f"  kept s3://{bucket}/{latest} and .md; copies in {OUT.name}/transcripts/{chat}.json and .md")
+    say(f"\n{DIM}{'-' * 100}{RESET}")
+    say((OUT / "transcripts" / f"{chat}.md").read_text())
+    say(f"{DIM}{'-' * 100}{RESET}")
 
 
 def start_contacts(demo: Demo) -> None:
     """Part 4: a web call and a chat started through the relay's own routes."""
     from scripts.emulated_connect import chat_item
 
-    say(f"\n{BOLD}4. Contacts started by the relay{RESET}")
+    say(f"\n{BOLD}5. Contacts started by the relay{RESET}")
     headers = {"Content-Type": "application/json", "Idempotency-Key": "demo-call-0001"}
     call = {"display_name": "Jane", "allowed_capabilities": {"customer": {"video": "SEND"}}, "flow": "support"}
     with contextlib.redirect_stdout(demo.world.log):
@@ -557,6 +633,7 @@ def run(demo: Demo) -> None:
     chat = start_streaming(demo)
     converse(demo, chat)
     keep_bad_input(demo)
+    keep_and_transcribe(demo, chat)
     start_contacts(demo)
     two_way_chat(demo)
 
@@ -586,7 +663,8 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     say(f"{BOLD}connect-chat-relay demo{RESET} {DIM}(emulated AWS, no account){RESET}")
     world = World()
-    say(f"  moto (SNS, SQS, DynamoDB, S3, KMS) at {world.moto_url} · emulated Connect at {world.connect_url}")
+    say(f"  moto (SNS, SQS, DynamoDB, S3, KMS, EventBridge, Kinesis) at {world.moto_url}")
+    say(f"  emulated Connect at {world.connect_url}")
     for name, receiver in world.receivers.items():
         say(f"  receiver {name:<13} {receiver.url('/hook')}")
     say()

@@ -29,6 +29,7 @@ TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:connect-chat-relay-dev-stream"
 STREAMS_TABLE = "connect-chat-relay-dev-streams"
 HEALTH_TABLE = "connect-chat-relay-dev-destinations"
 QUARANTINE_BUCKET = f"connect-chat-relay-dev-{ACCOUNT}"
+TRANSCRIPT_QUEUE = "connect-chat-relay-dev-transcripts"
 
 
 def load_event(relative: str) -> Any:
@@ -90,6 +91,7 @@ def aws() -> Iterator[None]:
             BillingMode="PAY_PER_REQUEST",
         )
         clients.s3().create_bucket(Bucket=QUARANTINE_BUCKET)
+        clients.sqs().create_queue(QueueName=TRANSCRIPT_QUEUE)
         yield
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from chalice.app import Blueprint, SNSEvent
 
 from chalicelib.chat_items import ChatItemInvalidError, parse_sns_record
-from chalicelib.dependencies import attachment_links, quarantine, relay
+from chalicelib.dependencies import attachment_links, quarantine, relay, transcript_service
 from chalicelib.events import event_from_chat_item
 from chalicelib.observability import contact_keys, count, logger, observed
 from chalicelib.settings import deploy_time
@@ -86,6 +86,10 @@ def _relay_record(record: object) -> None:
         if links is not None:
             relay_event = links.add_links(item, relay_event)
         results = relay().publish(relay_event)
+        if relay_event.type == "chat.ended":
+            transcripts = transcript_service()
+            if transcripts is not None:
+                transcripts.chat_ended(item.initial_contact_id)
         logger.debug(
             "chat item relayed",
             extra={

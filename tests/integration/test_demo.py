@@ -35,7 +35,16 @@ def test_the_demo_runs_end_to_end_and_every_signature_verifies() -> None:
     assert {d["body"]["type"] for d in deliveries} >= {"chat.message", "chat.ended", "chat.attachment", "call.started"}
     assert all("webhook-signature" in d["headers"] for d in deliveries)
     config = json.loads((PROJECT / ".relay-demo" / "config.json").read_text())
-    assert len(config["destinations"]) == 5
+    assert len(config["destinations"]) == 9
+    chat = next(d["body"]["data"]["initial_contact_id"] for d in deliveries if d["body"]["type"] == "chat.ended")
+    transcript = json.loads((PROJECT / ".relay-demo" / "transcripts" / f"{chat}.json").read_text())
+    said = [item.get("Content") for item in transcript["Transcript"]]
+    # The whole scripted conversation, in order, the part after the transfer included
+    assert said.index("My October invoice is wrong.") < said.index("I've **corrected** your invoice.")
+    assert said.index("I've **corrected** your invoice.") < said.index("Thank you!")
+    assert len(transcript["ContactIds"]) == 2
+    assert "Thank you!" in done.stdout
+    assert any((PROJECT / ".relay-demo" / "archive" / "sessions" / chat / "items").iterdir())
     for secret in (s for d in config["destinations"] for s in d["secrets"]):
         assert secret not in done.stdout
     assert "Idempotent-Replayed: true" in done.stdout

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from app import app
+from chalicelib.destinations import parse_relay_config
+from scripts.render_policies import PUBLISHING_FUNCTIONS, destination_statements, rendered
 from tests.conftest import PROJECT
 
 CONFIG = json.loads((PROJECT / ".chalice" / "config.json").read_text())
@@ -36,8 +38,12 @@ def test_every_function_has_its_own_narrow_policy(stage: str, function: str) -> 
     for statement in document["Statement"]:
         assert statement["Effect"] == "Allow"
         assert all(action != "*" and not action.endswith(":*") for action in statement["Action"])
+        # A KMS key named by its alias is granted on the account's keys, narrowed to that alias by a condition.
+        aliases = statement.get("Condition", {}).get("ForAnyValue:StringEquals", {}).get("kms:ResourceAliases", [])
+        narrowed = bool(aliases) and all(stage in alias for alias in aliases)
         assert all(
-            resource != "*" and (stage in resource or "instance/" in resource or _stage_key(statement, stage))
+            resource != "*"
+            and (stage in resource or "instance/" in resource or narrowed or _stage_key(statement, stage))
             for resource in statement["Resource"]
         )
 
@@ -68,6 +74,7 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
     }
     assert actions(policy(stage, "on_chat_message")) == logs | {
         "s3:PutObject",
+        "kms:GenerateDataKey",
         "ssm:GetParameter",
         "secretsmanager:GetSecretValue",
         "sqs:SendMessage",
@@ -78,6 +85,23 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "kms:Encrypt",
         "kms:Decrypt",
         "s3:GetObject",
+    }
+    assert actions(policy(stage, "assemble_transcripts")) == logs | {
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:PutObject",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "ssm:GetParameter",
+        "secretsmanager:GetSecretValue",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
+        # Publishing chat.transcript.completed passes the destinations' health gate.
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
     }
     assert actions(policy(stage, "api_handler")) == logs | {
         "connect:StartContactStreaming",
@@ -90,6 +114,7 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "dynamodb:UpdateItem",
         "dynamodb:Query",
         "s3:PutObject",
+        "kms:GenerateDataKey",
         "ssm:GetParameter",
         "secretsmanager:GetSecretValue",
         # Two-way chats: the participant connection's tokens (the Participant Service itself takes no IAM action:
@@ -139,3 +164,50 @@ def test_attachment_copies_are_read_and_written_only_under_their_prefix(stage: s
     # The held connection: read, and written back when it is renewed; nothing else on the streams table.
     streams = f"arn:aws:dynamodb:us-east-1:111122223333:table/connect-chat-relay-{stage}-streams"
     assert statements_on(policy(stage, "on_chat_message"), streams) == {"dynamodb:GetItem", "dynamodb:PutItem"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("function", PUBLISHING_FUNCTIONS)
+def test_the_destinations_grants_are_rendered_from_the_destinations_file(stage: str, function: str) -> None:
+    # The committed policy is what `make policies` renders from the stage's destinations file.
+    path, text = rendered(stage, function)
+    assert path.read_text() == text
+
+
+def test_grants_name_exactly_the_resources_of_the_destinations() -> None:
+    config = parse_relay_config(
+        {
+            "version": 1,
+            "destinations": [
+                {
+                    "name": "a",
+                    "kind": "s3",
+                    "bucket": "lake-bucket",
+                    "layout": "date",
+                    "kms_key": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                },
+                {"name": "q", "kind": "sqs", "queue_arn": "arn:aws:sqs:us-east-1:111122223333:chat.fifo"},
+                {
+                    "name": "b",
+                    "kind": "eventbridge",
+                    "event_bus_arn": "arn:aws:events:us-east-1:111122223333:event-bus/c",
+                },
+                {"name": "s", "kind": "kinesis", "stream_arn": "arn:aws:kinesis:us-east-1:111122223333:stream/c"},
+                {"name": "w", "url": "https://hooks.example.com/", "secrets": ["ssm:/s"]},
+            ],
+        },
+        source="test",
+    )
+    assert {s["Sid"]: (s["Action"], s["Resource"]) for s in destination_statements(config)} == {
+        "DestinationsArchives": (["s3:PutObject"], ["arn:aws:s3:::lake-bucket/dt=*"]),
+        "DestinationsArchiveKeys": (
+            ["kms:GenerateDataKey"],
+            ["arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"],
+        ),
+        "DestinationsQueues": (
+            ["sqs:GetQueueUrl", "sqs:SendMessage"],
+            ["arn:aws:sqs:us-east-1:111122223333:chat.fifo"],
+        ),
+        "DestinationsBuses": (["events:PutEvents"], ["arn:aws:events:us-east-1:111122223333:event-bus/c"]),
+        "DestinationsStreams": (["kinesis:PutRecords"], ["arn:aws:kinesis:us-east-1:111122223333:stream/c"]),
+    }

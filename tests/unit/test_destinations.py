@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.destination_kinds import ArchiveTarget
 from chalicelib.destinations import (
     UNKNOWN_INSTANCE,
     UNKNOWN_VISIBILITY,
     Destination,
-    RelayConfig,
     RelayConfigError,
     SecretRef,
     is_webhook_secret,
@@ -351,9 +351,16 @@ def test_module_docstring_example_is_valid():
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_shipped_configs_have_no_destinations(stage):
-    """Given the packaged stage files, then they are valid and deliver nowhere until a deployer adds one."""
-    assert load_relay_config(CONFIG_DIR / f"destinations-{stage}.json") == RelayConfig(destinations=())
+def test_shipped_configs_archive_every_chat_to_the_relays_own_bucket(stage):
+    """Given the packaged stage files, then they are valid and keep everything in the stage's bucket, SSE-KMS."""
+    (archive,) = load_relay_config(CONFIG_DIR / f"destinations-{stage}.json").destinations
+    assert archive.kind == "s3"
+    assert archive.event_types is None
+    target = archive.target
+    assert isinstance(target, ArchiveTarget)
+    assert target.bucket == f"connect-chat-relay-{stage}-111122223333"
+    assert target.kms_key is not None
+    assert target.kms_key.name == f"alias/connect-chat-relay-{stage}-archive"
 
 
 # --- config: one problem per field ------------------------------------------------------------------------

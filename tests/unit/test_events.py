@@ -97,15 +97,16 @@ def test_every_fixture_has_an_expected_type() -> None:
 
 def test_fixtures_cover_every_chat_event_type() -> None:
     """Every chat.* type of the catalogue is produced by at least one recorded item."""
-    built_elsewhere = {"call.started", "chat.transcript.reconciled"}
+    built_elsewhere = {"call.started", "chat.transcript.reconciled", "chat.transcript.completed"}
     assert set(EXPECTED_TYPES.values()) == {
         event_type for event_type in EVENT_TYPES if event_type not in built_elsewhere
     }
 
 
 def test_catalogue_is_unique_and_includes_calls() -> None:
-    """The catalogue lists each type once, and includes call.started and reconciliations (built elsewhere)."""
-    assert len(EVENT_TYPES) == len(set(EVENT_TYPES)) == 18
+    """The catalogue lists each type once, and includes call.started, reconciliations and transcripts (built
+    elsewhere)."""
+    assert len(EVENT_TYPES) == len(set(EVENT_TYPES)) == 19
     assert "call.started" in EVENT_TYPES
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from chalicelib.adapters.secrets import SecretUnavailableError
 from chalicelib.delivery import DeliveryResult
+from chalicelib.destination_kinds import ArchiveTarget
 from chalicelib.destinations import TYPING, UNKNOWN_INSTANCE, UNKNOWN_VISIBILITY, Destination, RelayConfig, SecretRef
 from chalicelib.events import RelayEvent
 from chalicelib.health import EndpointHealth, HealthPolicy
@@ -57,7 +58,20 @@ class FakeQuarantine:
         return f"undecided/{destination}"
 
 
+class FakeAwsDelivery:
+    """Stands in for the AWS kinds' writers: records each write, fails the destinations named ``failing``."""
+
+    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+        self.failing = failing
+        self.writes: list[tuple[str, list[str]]] = []
+
+    def deliver(self, destination: Destination, events: Sequence[RelayEvent]) -> list[DeliveryResult]:
+        self.writes.append((destination.name, [event.webhook_id for event in events]))
+        return [result(event, destination.name, ok=destination.name not in self.failing) for event in events]
+
+
 def result(event: RelayEvent, name: str, *, ok: bool, status: int = 503) -> DeliveryResult:
+
     return DeliveryResult(
         destination=name,
         webhook_id=event.webhook_id,
@@ -86,13 +100,20 @@ EVENT = RelayEvent(
 )
 
 
+def archive(name: str, **filters: Any) -> Destination:
+    return Destination(name=name, url="", target=ArchiveTarget(bucket="archive-bucket"), **filters)
+
+
 def relay(
-    *destinations: Destination, fanout: FakeFanout | None = None, store: FakeHealthStore | None = None
+    *destinations: Destination,
+    fanout: FakeFanout | None = None,
+    store: FakeHealthStore | None = None,
+    aws: FakeAwsDelivery | None = None,
 ) -> tuple[Relay, FakeFanout, FakeQuarantine]:
     fake_fanout, quarantine = fanout or FakeFanout(), FakeQuarantine()
     config = RelayConfig(destinations=destinations, version=1)
     health = EndpointHealth(store or FakeHealthStore(), HealthPolicy(), clock=Clock())
-    publisher = Relay(lambda: config, FakeSecrets(), fake_fanout, quarantine, health)  # type: ignore[arg-type]
+    publisher = Relay(lambda: config, FakeSecrets(), fake_fanout, quarantine, health, aws=aws or FakeAwsDelivery())  # type: ignore[arg-type]
     return publisher, fake_fanout, quarantine
 
 
@@ -211,3 +232,24 @@ def test_enabling_an_unknown_destination_is_refused() -> None:
     publisher, _, _ = relay(hook("crm"))
     with pytest.raises(DestinationUnknownError):
         publisher.enable("nobody", time_left=lambda: 10)
+
+
+def test_destinations_of_aws_kinds_are_written_not_posted_and_obey_the_same_filters() -> None:
+    # Given a webhook, an archive that wants everything and one that wants chat.ended only
+    writer = FakeAwsDelivery()
+    publisher, fanout, _ = relay(
+        hook("hook"), archive("archive"), archive("ended", event_types=frozenset({"chat.ended"})), aws=writer
+    )
+    # When a message is published
+    results = publisher.publish(EVENT)
+    # Then the webhook is posted, the archive written, the other archive skipped: one result for each delivery
+    assert [target.name for target, _ in fanout.calls[0]] == ["hook"]
+    assert writer.writes == [("archive", ["msg_1"])]
+    assert sorted(r.destination for r in results) == ["archive", "hook"]
+
+
+def test_a_failed_write_takes_the_same_durable_path_as_a_failed_post() -> None:
+    publisher, _, quarantine = relay(archive("archive"), aws=FakeAwsDelivery(failing=frozenset({"archive"})))
+    results = publisher.publish(EVENT)
+    assert [(r.destination, r.ok) for r in results] == [("archive", False)]
+    assert quarantine.kept == [("archive", "msg_1")]

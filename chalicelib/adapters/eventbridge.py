@@ -1,0 +1,55 @@
+"""EventBridge destinations: ``PutEvents`` to a named bus, up to 10 events a call, failures reported per entry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.batches import EVENTBRIDGE_LIMITS, WriteFailure, aws_error_code, batches, tagged_record, too_large
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+
+    from chalicelib.destination_kinds import BusTarget
+    from chalicelib.events import RelayEvent
+
+# Per-entry codes worth another try; anything else (a malformed entry) would fail the same way again.
+RETRYABLE_ENTRY_CODES = frozenset({"InternalFailure", "ThrottlingException"})
+# EventBridge counts the entry's Time as 14 bytes besides its source, detail-type and detail.
+_TIME_BYTES = 14
+
+
+class BusWriter:
+    """Puts events on EventBridge buses: ``detail-type`` is the event type, ``detail`` the tagged envelope."""
+
+    def __init__(self, client: EventBridgeClient) -> None:
+        self._client = client
+
+    def put(self, target: BusTarget, events: Sequence[RelayEvent]) -> list[WriteFailure | None]:
+        """Put each event; None where EventBridge accepted it."""
+        outcomes: list[WriteFailure | None] = [too_large(EVENTBRIDGE_LIMITS)] * len(events)
+        sized = [
+            (
+                (event, detail),
+                _TIME_BYTES + len(target.source) + len(event.type) + len(detail.encode("utf-8")),
+            )
+            for event, detail in ((event, tagged_record(event).decode("utf-8")) for event in events)
+        ]
+        for batch in batches(sized, EVENTBRIDGE_LIMITS):
+            entries: list[PutEventsRequestEntryTypeDef] = [
+                {"Source": target.source, "DetailType": event.type, "Detail": detail, "EventBusName": target.bus.value}
+                for _, (event, detail) in batch
+            ]
+            try:
+                answer = self._client.put_events(Entries=entries)
+            except (BotoCoreError, ClientError) as exc:
+                for position, _ in batch:
+                    outcomes[position] = WriteFailure(aws_error_code(exc), retryable=True)
+                continue
+            for (position, _), result in zip(batch, answer["Entries"], strict=True):
+                code = result.get("ErrorCode")
+                outcomes[position] = None if code is None else WriteFailure(code, code in RETRYABLE_ENTRY_CODES)
+        return outcomes

@@ -1,0 +1,57 @@
+"""Transcripts: the assembler the transcript queue feeds, once a chat's grace period (or recheck delay) is over."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalice.app import Blueprint, SQSEvent
+
+from chalicelib.dependencies import quarantine, transcript_service
+from chalicelib.observability import contact_keys, count, logger, observed
+from chalicelib.settings import INSTANCE_ID, deploy_time
+
+transcripts = Blueprint(__name__)
+REASONS = frozenset({"ended", "recheck"})
+
+
+@transcripts.on_sqs_message(
+    queue=deploy_time("TRANSCRIPT_QUEUE_NAME", "connect-chat-relay-transcripts"),
+    batch_size=1,
+    name="assemble_transcripts",
+)
+@observed
+def assemble_transcripts(event: SQSEvent) -> None:
+    """Assemble each requested session's transcript; a request that cannot be read is kept, not retried."""
+    service = transcript_service()
+    for record in event:
+        request = _request(record.body)
+        if request is None:
+            key = quarantine().keep_invalid(
+                source="transcripts",
+                record_id=record.receipt_handle[:64],
+                reason="unreadable request",
+                record=record.body,
+            )
+            logger.warning("unreadable transcript request kept", extra={"key": key})
+            count("InvalidTranscriptRequest")
+            continue
+        initial_contact_id, reason = request
+        with contact_keys(initial_contact_id=initial_contact_id, contact_id=None):
+            if service is None:
+                logger.warning("transcripts are not configured (TRANSCRIPT_QUEUE_URL)")
+                return
+            service.assemble(initial_contact_id, reason)
+
+
+def _request(body: str) -> tuple[str, Any] | None:
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    initial_contact_id, reason = request.get("initial_contact_id"), request.get("reason")
+    if not isinstance(initial_contact_id, str) or not INSTANCE_ID.match(initial_contact_id) or reason not in REASONS:
+        return None
+    return initial_contact_id, reason

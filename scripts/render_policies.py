@@ -1,0 +1,139 @@
+"""Render the IAM grants of the destinations into each stage's policy files (``make policies``).
+
+Every function that publishes events gets exactly the writes its stage's destinations file names: PutObject on each
+archive's key prefix (and GenerateDataKey on its KMS key), SendMessage on each queue, PutEvents on each bus,
+PutRecords on each stream. Only the statements whose ``Sid`` starts with ``Destinations`` are rewritten; the rest of
+each policy is left as it is. ``tests/unit/test_deployment.py`` checks that the committed policies are rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from chalicelib.adapters.archive import TRANSCRIPTS_PREFIX
+from chalicelib.destination_kinds import ArchiveTarget, BusTarget, QueueTarget, StreamTarget
+from chalicelib.destinations import RelayConfig, parse_relay_config
+
+PROJECT = Path(__file__).parent.parent
+CHALICE = PROJECT / ".chalice"
+CONFIG_DIR = PROJECT / "chalicelib" / "config"
+# The functions whose code calls Relay.publish or Relay.deliver_to.
+PUBLISHING_FUNCTIONS = ("on_chat_message", "api_handler", "assemble_transcripts")
+# The function that reads the transcript archive and keeps transcripts beside it.
+TRANSCRIPT_FUNCTION = "assemble_transcripts"
+SID_PREFIX = "Destinations"
+
+
+def destination_statements(config: RelayConfig) -> list[dict[str, Any]]:
+    """The least-privilege statements for writing to every destination of ``config``."""
+    archives: set[str] = set()
+    keys: set[str] = set()
+    aliases: dict[str, set[str]] = defaultdict(set)
+    queues: set[str] = set()
+    buses: set[str] = set()
+    streams: set[str] = set()
+    for destination in config.destinations:
+        target = destination.target
+        if isinstance(target, ArchiveTarget):
+            archives.add(f"arn:aws:s3:::{target.bucket}/{target.key_prefix}*")
+            key = target.kms_key
+            if key is not None and key.name.startswith("alias/"):
+                aliases[f"arn:{key.partition}:kms:{key.region}:{key.account}:key/*"].add(key.name)
+            elif key is not None:
+                keys.add(key.value)
+        elif isinstance(target, QueueTarget):
+            queues.add(target.queue.value)
+        elif isinstance(target, BusTarget):
+            buses.add(target.bus.value)
+        elif isinstance(target, StreamTarget):
+            streams.add(target.stream.value)
+    statements = [
+        _statement("DestinationsArchives", ["s3:PutObject"], archives),
+        _statement("DestinationsArchiveKeys", ["kms:GenerateDataKey"], keys),
+        _statement("DestinationsQueues", ["sqs:GetQueueUrl", "sqs:SendMessage"], queues),
+        _statement("DestinationsBuses", ["events:PutEvents"], buses),
+        _statement("DestinationsStreams", ["kinesis:PutRecords"], streams),
+    ]
+    # A key named by its alias is granted through the alias: the key's own id is not in the destinations file.
+    for index, (resource, names) in enumerate(sorted(aliases.items())):
+        statement = _statement(f"DestinationsArchiveKeyAliases{index or ''}", ["kms:GenerateDataKey"], {resource})
+        statement["Condition"] = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": sorted(names)}}
+        statements.append(statement)
+    return [statement for statement in statements if statement["Resource"]]
+
+
+def transcript_statements(config: RelayConfig, archive_name: str) -> list[dict[str, Any]]:
+    """Reading the named archive's sessions, keeping transcripts beside them, and the archive key's use."""
+    target = next((d.target for d in config.destinations if d.name == archive_name), None)
+    if not isinstance(target, ArchiveTarget):
+        return []
+    bucket = f"arn:aws:s3:::{target.bucket}"
+    sessions, transcripts = f"{target.key_prefix}*", f"{TRANSCRIPTS_PREFIX}*"
+    listing = _statement("DestinationsTranscriptsList", ["s3:ListBucket"], {bucket})
+    listing["Condition"] = {"StringLike": {"s3:prefix": [sessions, transcripts]}}
+    statements = [
+        listing,
+        _statement(
+            "DestinationsTranscriptsRead", ["s3:GetObject"], {f"{bucket}/{sessions}", f"{bucket}/{transcripts}"}
+        ),
+        _statement("DestinationsTranscriptsWrite", ["s3:PutObject"], {f"{bucket}/{transcripts}"}),
+    ]
+    key = target.kms_key
+    if key is not None:
+        use = ["kms:Decrypt", "kms:GenerateDataKey"]
+        if key.name.startswith("alias/"):
+            statement = _statement(
+                "DestinationsTranscriptsKey", use, {f"arn:{key.partition}:kms:{key.region}:{key.account}:key/*"}
+            )
+            statement["Condition"] = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": [key.name]}}
+        else:
+            statement = _statement("DestinationsTranscriptsKey", use, {key.value})
+        statements.append(statement)
+    return statements
+
+
+def _statement(sid: str, actions: list[str], resources: set[str]) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": sorted(resources)}
+
+
+def rendered(stage: str, function: str) -> tuple[Path, str]:
+    """The policy file of ``function`` in ``stage`` and what it should contain."""
+    chalice_config = json.loads((CHALICE / "config.json").read_text())
+    path = CHALICE / chalice_config["stages"][stage]["lambda_functions"][function]["iam_policy_file"]
+    document = json.loads(path.read_text())
+    kept = [s for s in document["Statement"] if not str(s.get("Sid", "")).startswith(SID_PREFIX)]
+    source = CONFIG_DIR / f"destinations-{stage}.json"
+    config = parse_relay_config(json.loads(source.read_text()), source=str(source))
+    statements = destination_statements(config)
+    if function == TRANSCRIPT_FUNCTION:
+        environment = {
+            **chalice_config.get("environment_variables", {}),
+            **chalice_config["stages"][stage]["environment_variables"],
+        }
+        statements += transcript_statements(config, environment.get("TRANSCRIPT_ARCHIVE", "archive"))
+    document["Statement"] = kept + statements
+    return path, json.dumps(document, indent=2) + "\n"
+
+
+def stages() -> list[str]:
+    """The stages of ``.chalice/config.json``."""
+    return sorted(json.loads((CHALICE / "config.json").read_text())["stages"])
+
+
+def main() -> int:
+    """Rewrite every publishing function's policy in every stage; say which files changed."""
+    for stage in stages():
+        for function in PUBLISHING_FUNCTIONS:
+            path, text = rendered(stage, function)
+            if path.read_text() != text:
+                path.write_text(text)
+                print(f"rendered {path.relative_to(PROJECT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Transcripts on moto: the real handlers through chalice.test.Client. The stream archives a chat that is transferred
+and crosses midnight; chat.ended schedules the assembly on the transcript queue; the assembler writes the JSON and
+the Markdown beside the archive and announces chat.transcript.completed to a receiver that verifies the signature."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chalice.test import Client
+from jsonschema import Draft202012Validator, FormatChecker
+from standardwebhooks import Webhook
+
+from app import app
+from chalicelib import clients, dependencies
+from chalicelib.events import load_schema
+from scripts.receivers import Receiver
+from tests.conftest import PROJECT, QUARANTINE_BUCKET, TRANSCRIPT_QUEUE, load_event
+
+pytestmark = pytest.mark.integration
+
+SESSION = "5e1a8e2d-7f0b-4a3e-9c61-0a1f2b3c4d5e"
+TRANSFERRED = "7c2b9f40-3d1e-4b8a-a5f6-9e8d7c6b5a41"
+SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def item(item_id: str, at: str, *, contact_id: str = SESSION, **fields: Any) -> Any:
+    record = copy.deepcopy(load_event("chat/sns-record-customer-message.json"))
+    sns = record["Records"][0]["Sns"]
+    body = json.loads(sns["Message"])
+    body.update(Id=item_id, AbsoluteTime=at, InitialContactId=SESSION, ContactId=contact_id, **fields)
+    sns["Message"] = json.dumps(body)
+    for key, value in (("InitialContactId", SESSION), ("ContactId", contact_id)):
+        sns["MessageAttributes"][key]["Value"] = value
+    sns["MessageAttributes"]["ParticipantRole"]["Value"] = body["ParticipantRole"]
+    return record
+
+
+def chat_ended(at: str) -> Any:
+    record = copy.deepcopy(load_event("chat/event-chat-ended.json"))
+    sns = record["Records"][0]["Sns"]
+    body = json.loads(sns["Message"])
+    body.update(AbsoluteTime=at, ContactId=TRANSFERRED)
+    sns["Message"] = json.dumps(body)
+    return record
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def client(aws: None, receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    path = tmp_path / "destinations.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "allow_literal_secrets": True,
+                "destinations": [
+                    {"name": "archive", "kind": "s3", "bucket": QUARANTINE_BUCKET},
+                    {
+                        "name": "hook",
+                        "url": receiver.url("/hook"),
+                        "events": ["chat.transcript.completed"],
+                        "secrets": [SECRET],
+                        "allow_http": True,
+                        "allow_private_network": True,
+                    },
+                ],
+            }
+        )
+    )
+    monkeypatch.setenv("RELAY_CONFIG_FILE", str(path))
+    monkeypatch.setenv("TRANSCRIPT_GRACE_SECONDS", "0")
+    monkeypatch.setenv("TRANSCRIPT_RECHECK_SECONDS", "0")
+    dependencies.reset()
+    with Client(app, stage_name="dev", project_dir=str(PROJECT)) as test_client:
+        yield test_client
+
+
+def queue_url() -> str:
+    return clients.sqs().get_queue_url(QueueName=TRANSCRIPT_QUEUE)["QueueUrl"]
+
+
+def requested() -> list[str]:
+    messages = clients.sqs().receive_message(QueueUrl=queue_url(), MaxNumberOfMessages=10).get("Messages", [])
+    return [m["Body"] for m in messages]
+
+
+def assemble(client: Any, bodies: list[str]) -> None:
+    event = client.events.generate_sqs_event(message_bodies=bodies, queue_name=TRANSCRIPT_QUEUE)
+    client.lambda_.invoke("assemble_transcripts", event)
+
+
+def kept(key: str) -> bytes:
+    return clients.s3().get_object(Bucket=QUARANTINE_BUCKET, Key=key)["Body"].read()
+
+
+def converse(client: Any) -> None:
+    """A chat that crosses midnight UTC and is transferred, arriving out of order and with a duplicate."""
+    records = [
+        item(
+            "m2",
+            "2026-11-23T00:00:03.000Z",
+            contact_id=TRANSFERRED,
+            ParticipantRole="AGENT",
+            DisplayName="Sam",
+            ParticipantId="agent-2",
+            Content="Sam here, after the transfer",
+        ),
+        item("m1", "2026-11-22T23:59:58.000Z", Content="Hello before midnight"),
+        item("m1", "2026-11-22T23:59:58.000Z", Content="Hello before midnight"),
+        chat_ended("2026-11-23T00:00:09.000Z"),
+    ]
+    for record in records:
+        client.lambda_.invoke("on_chat_message", record)
+
+
+def test_chat_end_schedules_the_assembly_which_keeps_and_announces_the_transcript(
+    client: Any, receiver: Receiver
+) -> None:
+    # Given a whole chat archived, When it ends
+    converse(client)
+    # Then its assembly is requested on the transcript queue
+    bodies = requested()
+    assert [json.loads(b) for b in bodies] == [{"initial_contact_id": SESSION, "reason": "ended"}]
+    # When the assembler runs
+    assemble(client, bodies)
+    # Then the transcript is kept in Connect's shape, in time order across midnight and the transfer
+    document = json.loads(kept(f"transcripts/{SESSION}/v0001.json"))
+    assert [entry["Id"] for entry in document["Transcript"]] == ["m1", "m2", "15f13853-7022-51dd-9892-ecd2c9a5b386"]
+    assert document["ContactIds"] == [SESSION, TRANSFERRED]
+    assert document["InitialContactId"] == SESSION
+    markdown = kept(f"transcripts/{SESSION}/v0001.md").decode()
+    assert markdown.index("Hello before midnight") < markdown.index("Sam here, after the transfer")
+    head = clients.s3().head_object(Bucket=QUARANTINE_BUCKET, Key=f"transcripts/{SESSION}/v0001.json")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    # And chat.transcript.completed reaches the receiver, signed, valid, with a link and a summary
+    (request,) = receiver.requests
+    envelope = Webhook(SECRET).verify(request.body, request.headers)
+    Draft202012Validator(load_schema(envelope["type"]), format_checker=FormatChecker()).validate(envelope)
+    data = envelope["data"]
+    assert data["version"] == 1
+    assert data["reason"] == "chat_ended"
+    assert f"transcripts/{SESSION}/v0001.json" in data["transcript"]["url"]
+    assert data["summary"]["message_counts"] == {"CUSTOMER": 1, "AGENT": 1}
+    assert data["summary"]["contact_ids"] == [SESSION, TRANSFERRED]
+
+
+def test_a_late_item_makes_a_new_version_and_a_rerun_with_nothing_new_makes_none(
+    client: Any, receiver: Receiver
+) -> None:
+    converse(client)
+    assemble(client, requested())
+    # Given an item that arrives after the transcript was made
+    client.lambda_.invoke("on_chat_message", item("late", "2026-11-23T00:00:01.000Z", Content="a late one"))
+    # When the recheck runs, twice (SQS delivers at least once)
+    recheck = json.dumps({"initial_contact_id": SESSION, "reason": "recheck"})
+    assemble(client, [recheck])
+    assemble(client, [recheck])
+    # Then a second version has the late item in its place, and only one more event says so
+    document = json.loads(kept(f"transcripts/{SESSION}/v0002.json"))
+    assert [entry["Id"] for entry in document["Transcript"]][:3] == ["m1", "late", "m2"]
+    assert document["TranscriptVersion"] == 2
+    listing = clients.s3().list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix=f"transcripts/{SESSION}/")
+    assert len(listing["Contents"]) == 4
+    versions = [
+        (json.loads(r.body)["data"]["version"], json.loads(r.body)["data"]["reason"]) for r in receiver.requests
+    ]
+    assert versions == [(1, "chat_ended"), (2, "late_items")]
+
+
+def test_the_ended_assembly_schedules_a_recheck(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRANSCRIPT_RECHECK_SECONDS", "600")
+    dependencies.reset()
+    converse(client)
+    assemble(client, requested())
+    attributes = clients.sqs().get_queue_attributes(QueueUrl=queue_url(), AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+
+
+def test_an_unreadable_request_is_kept_not_retried(client: Any) -> None:
+    assemble(client, ["not json"])
+    listing = clients.s3().list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix="quarantine/invalid/transcripts/")
+    assert len(listing["Contents"]) == 1

@@ -1,0 +1,90 @@
+"""Destinations of the AWS kinds in the destinations file: what each kind takes, and every problem named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib.destination_kinds import DATE_TEMPLATE, SESSION_TEMPLATE, ArchiveTarget, BusTarget
+from chalicelib.destinations import RelayConfigError, parse_relay_config
+
+QUEUE = "arn:aws:sqs:us-east-1:111122223333:chat.fifo"
+BUS = "arn:aws:events:us-east-1:111122223333:event-bus/chat"
+STREAM = "arn:aws:kinesis:us-east-1:111122223333:stream/chat"
+KEY = "arn:aws:kms:us-east-1:111122223333:alias/relay-archive"
+
+
+def parse(*entries: dict[str, Any]) -> Any:
+    return parse_relay_config({"version": 1, "destinations": list(entries)}, source="test.json").destinations
+
+
+def problems(*entries: dict[str, Any]) -> list[str]:
+    with pytest.raises(RelayConfigError) as caught:
+        parse(*entries)
+    return caught.value.problems
+
+
+def test_each_kind_is_read_with_its_own_fields_and_the_common_filters() -> None:
+    archive, queue, bus, stream = parse(
+        {"name": "archive", "kind": "s3", "bucket": "relay-bucket", "kms_key": KEY, "events": ["chat.*"]},
+        {"name": "queue", "kind": "sqs", "queue_arn": QUEUE, "audience": "agent"},
+        {"name": "bus", "kind": "eventbridge", "event_bus_arn": BUS, "source": "com.example.chat"},
+        {"name": "stream", "kind": "kinesis", "stream_arn": STREAM, "roles": ["CUSTOMER"]},
+    )
+    assert [d.kind for d in (archive, queue, bus, stream)] == ["s3", "sqs", "eventbridge", "kinesis"]
+    assert archive.target == ArchiveTarget(
+        bucket="relay-bucket", key_template=SESSION_TEMPLATE, kms_key=archive.target.kms_key
+    )
+    assert archive.target.kms_key.name == "alias/relay-archive"
+    assert archive.event_types == frozenset({"chat.*"})
+    assert queue.target.fifo
+    assert queue.target.queue.account == "111122223333"
+    assert queue.audience == "agent"
+    assert bus.target == BusTarget(bus=bus.target.bus, source="com.example.chat")
+    assert stream.target.stream.name == "chat"
+    assert stream.participant_roles == frozenset({"CUSTOMER"})
+
+
+def test_webhook_is_the_default_kind() -> None:
+    (hook,) = parse({"name": "crm", "url": "https://crm.example.com/hook", "secrets": ["ssm:/s"]})
+    assert hook.kind == "webhook"
+    assert hook.target is None
+
+
+def test_the_date_layout_and_own_templates() -> None:
+    lake, own = parse(
+        {"name": "lake", "kind": "s3", "bucket": "lake-bucket", "layout": "date"},
+        {"name": "own", "kind": "s3", "bucket": "lake-bucket", "key_template": "x/{initial_contact_id}/{item_id}"},
+    )
+    assert lake.target.key_template == DATE_TEMPLATE
+    assert own.target.key_template == "x/{initial_contact_id}/{item_id}"
+    assert own.target.key_prefix == "x/"
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"kind": "ftp"}, "kind: must be one of"),
+        ({"kind": "s3"}, "bucket: must be an S3 bucket name"),
+        ({"kind": "s3", "bucket": "b-b", "layout": "flat"}, "layout: must be one of"),
+        ({"kind": "s3", "bucket": "b-b", "key_template": "{item_id}.json"}, "key_template: must be"),
+        ({"kind": "s3", "bucket": "b-b", "key_template": "/{initial_contact_id}/{item_id}"}, "key_template: must be"),
+        ({"kind": "s3", "bucket": "b-b", "key_template": "{initial_contact_id}/{item_id}/{secret}"}, "key_template"),
+        (
+            {"kind": "s3", "bucket": "b-b", "key_template": "{initial_contact_id}/{item_id}", "layout": "date"},
+            "exclude",
+        ),
+        ({"kind": "s3", "bucket": "b-b", "kms_key": "alias/x"}, "kms_key: must be a KMS key ARN"),
+        ({"kind": "sqs", "queue_arn": "https://sqs.us-east-1.amazonaws.com/1/q"}, "queue_arn: must be an SQS queue"),
+        ({"kind": "eventbridge", "event_bus_arn": BUS, "source": "aws.connect"}, "source: must be"),
+        ({"kind": "eventbridge", "event_bus_arn": "chat"}, "event_bus_arn: must be"),
+        ({"kind": "kinesis", "stream_arn": QUEUE}, "stream_arn: must be a Kinesis stream ARN"),
+        ({"kind": "kinesis", "stream_arn": STREAM, "url": "https://x.example.com"}, "url: unknown field"),
+        ({"kind": "sqs", "queue_arn": QUEUE, "secrets": ["ssm:/s"]}, "secrets: unknown field"),
+        ({"kind": "sqs", "queue_arn": QUEUE, "events": ["chat.nothing"]}, "events:"),
+    ],
+)
+def test_each_problem_is_named_with_its_destination_and_field(entry: dict[str, Any], expected: str) -> None:
+    found = problems({"name": "target", **entry})
+    assert any(p.startswith('destinations[0] ("target").') and expected in p for p in found), found
