@@ -13,12 +13,12 @@ from typing import Any
 from chalice.app import Blueprint
 
 from chalicelib.budget import Budget, BudgetExhaustedError, run_within
-from chalicelib.contact_events import MAX_CONTACT_ID, instance_id_from_arn
+from chalicelib.contact_events import instance_id_from_arn
 from chalicelib.dependencies import flow_streaming_starter
 from chalicelib.errors import ConnectError, SettingsError, StreamingStartInProgressError, StreamingStoppedError
 from chalicelib.observability import contact_keys, count, count_streaming_start, logger, observed
 from chalicelib.settings import get_settings
-from chalicelib.streaming import STREAMING_AT_START, STREAMING_AT_START_ATTRIBUTE
+from chalicelib.streaming import CONTACT_ID, STREAMING_AT_START, STREAMING_AT_START_ATTRIBUTE
 
 flow = Blueprint(__name__)
 
@@ -51,7 +51,8 @@ def start_streaming_from_flow(event: dict[str, Any], context: Any) -> dict[str, 
 
 
 def _start(contact: dict[str, Any], initial: object, budget: Budget) -> dict[str, str]:
-    if not isinstance(initial, str) or not 0 < len(initial) <= MAX_CONTACT_ID:
+    # An id, nothing else: the streams table also keeps the relay's other records, under keys no contact id can take.
+    if not isinstance(initial, str) or not CONTACT_ID.fullmatch(initial):
         count("StreamingStartFailed", reason="Malformed")
         return _failed("ContactId is missing or invalid")
     channel = str(contact.get("Channel") or "").upper()

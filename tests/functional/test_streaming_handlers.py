@@ -199,6 +199,10 @@ class TestFlowFunction:
                 {"streaming": "failed", "reason": "ContactId is missing or invalid"},
             ),
             (
+                {"Details": {"ContactData": {"ContactId": "client-token#chat#0", "Channel": "CHAT"}}},
+                {"streaming": "failed", "reason": "ContactId is missing or invalid"},
+            ),
+            (
                 {"Details": {"ContactData": {"ContactId": "c-1", "Channel": "VOICE"}}},
                 {"streaming": "skipped", "reason": "channel VOICE does not stream"},
             ),
