@@ -38,6 +38,22 @@ DEFAULT_DETAIL_TYPE = "Amazon Connect Contact Event"
 PRODUCTION_STAGES = frozenset({"prod", "production"})
 DEVELOPMENT_SWITCHES_OVERRIDE = "ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION"
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "config"
+# Where Connect writes an instance's chat transcripts: s3://bucket/prefix.
+TRANSCRIPT_LOCATION = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>[^,\s]*)\Z")
+# SQS delays a message at most 15 minutes.
+MAX_DELAY_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class TranscriptLocation:
+    """Where one instance's chat transcripts are written: a bucket and a key prefix."""
+
+    bucket: str
+    prefix: str
+
+    def holds(self, bucket: str, key: str) -> bool:
+        """Whether the object ``bucket``/``key`` is in this location."""
+        return bucket == self.bucket and key.startswith(self.prefix)
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,10 @@ class Settings:
     participant_token_key_id: str | None = None
     attachments_prefix: str = "attachments/"
     attachment_link_seconds: int = 3_600
+    reconcile_queue_url: str | None = None
+    transcript_locations: tuple[TranscriptLocation, ...] = ()
+    reconcile_delay_seconds: int = 120
+    reconcile_deliver: bool = True
 
 
 class _Reader:
@@ -159,6 +179,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         read.problems.append("PARTICIPANT_TOKEN_KEY_ID is invalid (expected a KMS key ARN, alias ARN, alias or key id)")
     attachments_prefix = read.optional("ATTACHMENTS_PREFIX", "attachments/")
     link_seconds = read.integer("ATTACHMENT_LINK_SECONDS", 3_600, 60, MAX_LINK_SECONDS)
+    reconciliation = _reconciliation(read)
 
     if read.problems:
         raise SettingsError("invalid relay settings: " + "; ".join(read.problems))
@@ -186,7 +207,34 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         attachments_prefix=attachments_prefix,
         attachment_link_seconds=link_seconds,
         **transcripts,
+        **reconciliation,
     )
+
+
+def _reconciliation(read: _Reader) -> dict[str, Any]:
+    queue = read.optional("RECONCILE_QUEUE_URL") or None
+    if queue is not None and not queue.startswith(("https://", "http://")):
+        read.problems.append("RECONCILE_QUEUE_URL is invalid (expected the reconciliation queue's SQS url)")
+    locations = []
+    for part in read.optional("RECONCILE_TRANSCRIPT_LOCATIONS").split(","):
+        match = TRANSCRIPT_LOCATION.match(part.strip())
+        if match:
+            locations.append(TranscriptLocation(match["bucket"], match["prefix"]))
+        elif part.strip():
+            read.problems.append(
+                f"RECONCILE_TRANSCRIPT_LOCATIONS has {part.strip()!r} (expected s3://bucket/prefix, comma-separated)"
+            )
+    if queue is not None and not locations:
+        read.problems.append("RECONCILE_QUEUE_URL is set but RECONCILE_TRANSCRIPT_LOCATIONS names no location")
+    delivery = read.optional("RECONCILE_DELIVERY", "deliver")
+    if delivery not in {"deliver", "archive-only"}:
+        read.problems.append(f"RECONCILE_DELIVERY={delivery!r} is invalid (expected deliver or archive-only)")
+    return {
+        "reconcile_queue_url": queue,
+        "transcript_locations": tuple(locations),
+        "reconcile_delay_seconds": read.integer("RECONCILE_DELAY_SECONDS", 120, 0, MAX_DELAY_SECONDS),
+        "reconcile_deliver": delivery != "archive-only",
+    }
 
 
 def _endpoint_health(read: _Reader) -> tuple[str, int, int, int, int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.errors import SettingsError
-from chalicelib.settings import load_settings
+from chalicelib.settings import TranscriptLocation, load_settings
 from tests.conftest import INSTANCE_ID, PROJECT, TOPIC_ARN, dev_stage_environment
 
 
@@ -106,3 +106,43 @@ def test_the_relay_imports_without_any_setting() -> None:
     # Given an environment with no relay setting, When app.py is imported, Then nothing fails (read on first use).
     environ = {k: v for k, v in os.environ.items() if k not in dev_stage_environment()}
     subprocess.run([sys.executable, "-c", "import app"], cwd=PROJECT, env=environ, check=True, timeout=60)
+
+
+def test_reconciliation_is_off_unless_a_queue_is_named() -> None:
+    settings = load_settings(env(RECONCILE_QUEUE_URL="", RECONCILE_TRANSCRIPT_LOCATIONS=""))
+    assert settings.reconcile_queue_url is None
+    assert settings.transcript_locations == ()
+
+
+def test_reconciliation_settings() -> None:
+    settings = load_settings(
+        env(
+            RECONCILE_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/111122223333/reconcile",
+            RECONCILE_TRANSCRIPT_LOCATIONS="s3://connect-a/connect/a/ChatTranscripts/, s3://connect-b/",
+            RECONCILE_DELAY_SECONDS="300",
+            RECONCILE_DELIVERY="archive-only",
+        )
+    )
+    assert settings.transcript_locations == (
+        TranscriptLocation("connect-a", "connect/a/ChatTranscripts/"),
+        TranscriptLocation("connect-b", ""),
+    )
+    assert (settings.reconcile_delay_seconds, settings.reconcile_deliver) == (300, False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"RECONCILE_QUEUE_URL": "reconcile"}, "RECONCILE_QUEUE_URL is invalid"),
+        (
+            {"RECONCILE_QUEUE_URL": "https://sqs/q", "RECONCILE_TRANSCRIPT_LOCATIONS": ""},
+            "RECONCILE_TRANSCRIPT_LOCATIONS names no location",
+        ),
+        ({"RECONCILE_TRANSCRIPT_LOCATIONS": "connect-a/prefix"}, "expected s3://bucket/prefix"),
+        ({"RECONCILE_DELAY_SECONDS": "901"}, "RECONCILE_DELAY_SECONDS"),
+        ({"RECONCILE_DELIVERY": "webhooks"}, "RECONCILE_DELIVERY"),
+    ],
+)
+def test_invalid_reconciliation_settings_are_named(overrides: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError, match=expected):
+        load_settings(env(**overrides))
