@@ -18,6 +18,7 @@ from chalicelib.handlers.contacts_api import contacts_api
 from chalicelib.handlers.destinations_api import destinations_api
 from chalicelib.handlers.docs import api_docs
 from chalicelib.handlers.flow import flow
+from chalicelib.handlers.reconciliation import reconciliation
 from chalicelib.handlers.streaming_api import streaming_api
 from chalicelib.handlers.transcripts import transcripts
 from chalicelib.observability import observed
@@ -41,3 +42,4 @@ app.register_blueprint(chats_api)
 app.register_blueprint(destinations_api)
 app.register_blueprint(api_docs)
 app.register_blueprint(transcripts)
+app.register_blueprint(reconciliation)

@@ -13,6 +13,7 @@ from chalicelib.adapters.attachment_store import AttachmentStore
 from chalicelib.adapters.chat_connections import ChatConnections
 from chalicelib.adapters.client_tokens import ClientTokenLedger
 from chalicelib.adapters.connect import ConnectGateway
+from chalicelib.adapters.connect_transcripts import ArchiveSessions, ConnectTranscriptObjects, ReconciliationQueue
 from chalicelib.adapters.health_table import HealthTable
 from chalicelib.adapters.participant import ParticipantGateway
 from chalicelib.adapters.quarantine import Quarantine
@@ -27,6 +28,7 @@ from chalicelib.destination_kinds import ArchiveTarget
 from chalicelib.destinations import RelayConfig, relay_config
 from chalicelib.errors import SettingsError
 from chalicelib.health import EndpointHealth, HealthPolicy
+from chalicelib.reconciliation_service import ReconciliationPolicy, ReconciliationService
 from chalicelib.relay import Relay
 from chalicelib.settings import get_settings
 from chalicelib.streaming import StreamingStarter
@@ -171,6 +173,32 @@ def transcript_service() -> TranscriptService | None:
     )
 
 
+def reconciliation_archive() -> ArchiveSessions | None:
+    """The archive reconciliation compares with and completes: the one transcripts are assembled from."""
+    target = transcript_archive()
+    return None if target is None else ArchiveSessions(aws_delivery().archive, target)
+
+
+@cache
+def reconciliation_service() -> ReconciliationService | None:
+    """Reconciles ended chats with Connect's transcripts, or None when the stage has no queue for it."""
+    settings = get_settings()
+    if settings.reconcile_queue_url is None:
+        return None
+    return ReconciliationService(
+        objects=ConnectTranscriptObjects(clients.s3()),
+        archive=reconciliation_archive,
+        queue=ReconciliationQueue(clients.sqs(), settings.reconcile_queue_url),
+        relay=relay(),
+        quarantine=quarantine(),
+        policy=ReconciliationPolicy(
+            settings.transcript_locations,
+            delay_seconds=settings.reconcile_delay_seconds,
+            deliver=settings.reconcile_deliver,
+        ),
+    )
+
+
 @cache
 def relay() -> Relay:
     """Publishes events to the destinations."""
@@ -198,6 +226,7 @@ def reset() -> None:
         endpoint_health,
         aws_delivery,
         transcript_service,
+        reconciliation_service,
         relay,
     ):
         factory.cache_clear()
