@@ -22,9 +22,11 @@ PROJECT = Path(__file__).parent.parent
 CHALICE = PROJECT / ".chalice"
 CONFIG_DIR = PROJECT / "chalicelib" / "config"
 # The functions whose code calls Relay.publish or Relay.deliver_to.
-PUBLISHING_FUNCTIONS = ("on_chat_message", "api_handler", "assemble_transcripts")
+PUBLISHING_FUNCTIONS = ("on_chat_message", "api_handler", "assemble_transcripts", "reconcile_transcripts")
 # The function that reads the transcript archive and keeps transcripts beside it.
 TRANSCRIPT_FUNCTION = "assemble_transcripts"
+# The function that reads the archive's sessions to compare them with Connect's transcripts.
+RECONCILIATION_FUNCTION = "reconcile_transcripts"
 SID_PREFIX = "Destinations"
 
 
@@ -96,6 +98,27 @@ def transcript_statements(config: RelayConfig, archive_name: str) -> list[dict[s
     return statements
 
 
+def archive_read_statements(config: RelayConfig, archive_name: str) -> list[dict[str, Any]]:
+    """Reading the named archive's sessions (listing and objects), and decrypting them."""
+    target = next((d.target for d in config.destinations if d.name == archive_name), None)
+    if not isinstance(target, ArchiveTarget):
+        return []
+    bucket = f"arn:aws:s3:::{target.bucket}"
+    listing = _statement("DestinationsSessionsList", ["s3:ListBucket"], {bucket})
+    listing["Condition"] = {"StringLike": {"s3:prefix": [f"{target.key_prefix}*"]}}
+    statements = [listing, _statement("DestinationsSessionsRead", ["s3:GetObject"], {f"{bucket}/{target.key_prefix}*"})]
+    key = target.kms_key
+    if key is not None and key.name.startswith("alias/"):
+        statement = _statement(
+            "DestinationsSessionsKey", ["kms:Decrypt"], {f"arn:{key.partition}:kms:{key.region}:{key.account}:key/*"}
+        )
+        statement["Condition"] = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": [key.name]}}
+        statements.append(statement)
+    elif key is not None:
+        statements.append(_statement("DestinationsSessionsKey", ["kms:Decrypt"], {key.value}))
+    return statements
+
+
 def _statement(sid: str, actions: list[str], resources: set[str]) -> dict[str, Any]:
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": sorted(resources)}
 
@@ -109,12 +132,14 @@ def rendered(stage: str, function: str) -> tuple[Path, str]:
     source = CONFIG_DIR / f"destinations-{stage}.json"
     config = parse_relay_config(json.loads(source.read_text()), source=str(source))
     statements = destination_statements(config)
+    environment = {
+        **chalice_config.get("environment_variables", {}),
+        **chalice_config["stages"][stage]["environment_variables"],
+    }
     if function == TRANSCRIPT_FUNCTION:
-        environment = {
-            **chalice_config.get("environment_variables", {}),
-            **chalice_config["stages"][stage]["environment_variables"],
-        }
         statements += transcript_statements(config, environment.get("TRANSCRIPT_ARCHIVE", "archive"))
+    if function == RECONCILIATION_FUNCTION:
+        statements += archive_read_statements(config, environment.get("TRANSCRIPT_ARCHIVE", "archive"))
     document["Statement"] = kept + statements
     return path, json.dumps(document, indent=2) + "\n"
 

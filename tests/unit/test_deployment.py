@@ -103,6 +103,25 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "dynamodb:UpdateItem",
         "dynamodb:PutItem",
     }
+    assert actions(policy(stage, "on_transcript_written")) == logs | {"s3:PutObject", "sqs:SendMessage"}
+    assert actions(policy(stage, "reconcile_transcripts")) == logs | {
+        # Connect's transcript (read only) and the archive's sessions, SSE-KMS.
+        "s3:GetObject",
+        "s3:ListBucket",
+        "kms:Decrypt",
+        # The quarantine, and recovered events written to the archive destination.
+        "s3:PutObject",
+        "kms:GenerateDataKey",
+        "ssm:GetParameter",
+        "secretsmanager:GetSecretValue",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+    }
     assert actions(policy(stage, "api_handler")) == logs | {
         "connect:StartContactStreaming",
         "connect:StopContactStreaming",
@@ -211,3 +230,25 @@ def test_grants_name_exactly_the_resources_of_the_destinations() -> None:
         "DestinationsBuses": (["events:PutEvents"], ["arn:aws:events:us-east-1:111122223333:event-bus/c"]),
         "DestinationsStreams": (["kinesis:PutRecords"], ["arn:aws:kinesis:us-east-1:111122223333:stream/c"]),
     }
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_connects_transcripts_are_read_only_and_only_under_the_watched_prefixes(stage: str) -> None:
+    environment = CONFIG["stages"][stage]["environment_variables"]
+    watched = {
+        f"arn:aws:s3:::{location.removeprefix('s3://')}*"
+        for location in environment["RECONCILE_TRANSCRIPT_LOCATIONS"].split(",")
+    }
+    for function in FUNCTIONS:
+        for statement in policy(stage, function)["Statement"]:
+            on_connect = {resource for resource in statement["Resource"] if resource in watched}
+            if on_connect:
+                assert function == "reconcile_transcripts"
+                assert statement["Action"] == ["s3:GetObject"]
+    granted = {
+        resource
+        for statement in policy(stage, "reconcile_transcripts")["Statement"]
+        if statement["Action"] == ["s3:GetObject"]
+        for resource in statement["Resource"]
+    }
+    assert watched <= granted
