@@ -41,6 +41,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.storage
+	$(BIN)/python -m bench.reconciliation
 
 package: $(STAMP)
 	rm -rf build/package
