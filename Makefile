@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck unit test demo bench package policies clean
+.PHONY: help venv lint typecheck unit test demo chaos bench package policies clean
 
 help:
 	@echo "make demo     run the relay end to end on emulated AWS (no account needed)"
 	@echo "make test     lint, type check and every test"
+	@echo "make chaos    durable delivery under injected faults: ends with chaos: ... lost=0"
 	@echo "make bench    throughput and latency figures against baselines"
 	@echo "make package  chalice package into build/package"
 	@echo "make policies render the destinations' IAM grants into .chalice/policy-*.json"
@@ -38,6 +39,9 @@ test: lint typecheck unit
 demo: $(STAMP)
 	$(BIN)/python -m scripts.demo
 
+chaos: $(STAMP)
+	$(BIN)/python -m scripts.chaos
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.storage
@@ -55,4 +59,4 @@ policies: $(STAMP)
 	$(BIN)/python -m scripts.render_policies
 
 clean:
-	rm -rf $(VENV) build .relay-demo .bench .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) build .relay-demo .chaos .bench .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -19,6 +19,8 @@ from chalicelib.handlers.destinations_api import destinations_api
 from chalicelib.handlers.docs import api_docs
 from chalicelib.handlers.flow import flow
 from chalicelib.handlers.reconciliation import reconciliation
+from chalicelib.handlers.redrive_api import redrive_api
+from chalicelib.handlers.retries import retries
 from chalicelib.handlers.streaming_api import streaming_api
 from chalicelib.handlers.transcripts import transcripts
 from chalicelib.observability import observed
@@ -36,10 +38,12 @@ def observe(event: Any, get_response: Callable[[Any], Any]) -> Any:
 app.register_blueprint(contact_events)
 app.register_blueprint(chat_stream)
 app.register_blueprint(flow)
+app.register_blueprint(retries)
 app.register_blueprint(streaming_api)
 app.register_blueprint(contacts_api)
 app.register_blueprint(chats_api)
 app.register_blueprint(destinations_api)
+app.register_blueprint(redrive_api)
 app.register_blueprint(api_docs)
 app.register_blueprint(transcripts)
 app.register_blueprint(reconciliation)

@@ -1,6 +1,7 @@
 """The relay's command line for operators, run with the stage's AWS credentials.
 
     python -m chalicelib.cli --stage prod enable NAME
+    python -m chalicelib.cli --stage prod redrive NAME [--kind dead-letters|undelivered] [--limit N]
 
 ``--stage`` takes the stage's settings from ``.chalice/config.json`` (variables already set win); without it the
 environment must hold them, as in Lambda.
@@ -18,6 +19,7 @@ from typing import TextIO
 
 from chalicelib import dependencies
 from chalicelib.health import HealthReplayBusyError, ReplayProgress
+from chalicelib.redrive import KINDS, RedriveSummary
 from chalicelib.relay import DestinationUnknownError, Relay
 
 CONFIG_FILE = Path(__file__).parent.parent / ".chalice" / "config.json"
@@ -38,10 +40,36 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stderr) -> int:
         "enable", help="re-enable a destination: replay its parked events in order, then enable it"
     )
     enable.add_argument("name", help="the destination's name")
+    redrive = commands.add_parser(
+        "redrive", help="put a destination's dead letters and undelivered copies back on the retry queue"
+    )
+    redrive.add_argument("name", help="the destination's name")
+    redrive.add_argument("--kind", choices=KINDS, action="append", help="only this kind (repeatable); default both")
+    redrive.add_argument("--limit", type=int, default=None, help="stop after this many (run again to go on)")
     args = parser.parse_args(argv)
     if args.stage and not _stage_environment(args.stage):
         parser.error(f"--stage {args.stage}: no such stage in {CONFIG_FILE.name}")
+    if args.command == "redrive":
+        return redrive_destination(args.name, tuple(args.kind or KINDS), args.limit, out)
     return enable_destination(args.name, out)
+
+
+def redrive_destination(name: str, kinds: tuple[str, ...], limit: int | None, out: TextIO) -> int:
+    """Re-queue ``name``'s kept deliveries with a running count and a summary; resumable (run it again)."""
+
+    def progress(summary: RedriveSummary) -> None:
+        done = summary.requeued + summary.refused
+        out.write(f"\r{name} [{'#' * min(BAR_WIDTH, done // 10):<{BAR_WIDTH}}] {summary.requeued} re-queued")
+        out.flush()
+
+    print(f"redrive {name}: {', '.join(kinds)}", file=out)
+    summary = dependencies.redrive().run(name, kinds=kinds, limit=limit, progress=progress)
+    print(
+        f"\nrequeued={summary.requeued} refused={summary.refused} unreadable={summary.unreadable} "
+        f"complete={'yes' if summary.complete else 'no (run again)'}",
+        file=out,
+    )
+    return 0 if summary.refused == 0 and summary.unreadable == 0 else 1
 
 
 def enable_destination(name: str, out: TextIO) -> int:

@@ -115,7 +115,7 @@ def s3() -> S3Client:
 
 @cache
 def sqs() -> SQSClient:
-    """The SQS client (destinations of kind ``sqs``)."""
+    """The SQS client (the retry queue, destinations of kind ``sqs``)."""
     return boto3.client("sqs", config=_DEFAULT_CONFIG)
 
 

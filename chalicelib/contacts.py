@@ -189,6 +189,9 @@ class _Checker:
         if low and not value.strip():
             self.problem(field, "must not be blank")
             return None
+        if not _is_unicode_text(value):
+            self.problem(field, "must be valid Unicode text (a lone surrogate such as \\ud800 has no UTF-8 form)")
+            return None
         return value
 
     def mapping(self, field: str, value: object) -> Mapping[str, Any] | None:
@@ -202,6 +205,15 @@ class _Checker:
             self.problem(field, "must be one of " + ", ".join(allowed))
             return None
         return value
+
+
+def _is_unicode_text(value: str) -> bool:
+    """False when ``value`` holds a lone surrogate (valid JSON escapes, but no event body could carry it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _contact_settings(settings: Settings) -> tuple[str, Mapping[str, str]]:

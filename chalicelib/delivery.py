@@ -13,7 +13,7 @@ thread-safe.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,12 +120,14 @@ class Fanout:
         targets: Sequence[tuple[WebhookTarget, Sequence[str]]],
         *,
         deadline: float | None = None,
+        on_result: Callable[[DeliveryResult], None] | None = None,
     ) -> list[DeliveryResult]:
         """Deliver ``event`` to every target (a destination and its secrets); results in the targets' order.
 
         Each delivery ends within its destination's ``timeout_seconds`` from the start of the fan-out (lookup,
         connect, TLS, write and read included) and, if given, by ``deadline``, an absolute ``time.monotonic()``
-        value (the invocation's own limit).
+        value (the invocation's own limit). ``on_result`` is called with each result as soon as the fan-out has
+        it, so the caller can make a failure durable before the invocation can end.
         """
         if not targets:
             return []
@@ -175,6 +177,8 @@ class Fanout:
                 result = _result(event, target, outcome, latency_ms)
                 _record(result, None)
             results.append(result)
+            if on_result is not None:
+                on_result(result)
         # One data point per outcome and invocation: each metric call costs microseconds on the hot path.
         succeeded = sum(result.ok for result in results)
         if succeeded:

@@ -17,6 +17,7 @@ from chalicelib.adapters.connect_transcripts import ArchiveSessions, ConnectTran
 from chalicelib.adapters.health_table import HealthTable
 from chalicelib.adapters.participant import ParticipantGateway
 from chalicelib.adapters.quarantine import Quarantine
+from chalicelib.adapters.retry_queue import RetryQueue
 from chalicelib.adapters.secrets import SecretResolver
 from chalicelib.adapters.streams_table import StreamsTable
 from chalicelib.adapters.transcript_queue import TranscriptQueue
@@ -29,6 +30,7 @@ from chalicelib.destinations import RelayConfig, relay_config
 from chalicelib.errors import SettingsError
 from chalicelib.health import EndpointHealth, HealthPolicy
 from chalicelib.reconciliation_service import ReconciliationPolicy, ReconciliationService
+from chalicelib.redrive import Redrive
 from chalicelib.relay import Relay
 from chalicelib.settings import get_settings
 from chalicelib.streaming import StreamingStarter
@@ -209,7 +211,20 @@ def relay() -> Relay:
         quarantine(),
         endpoint_health(),
         aws=aws_delivery(),
+        retry_queue=retry_queue(),
     )
+
+
+@cache
+def retry_queue() -> RetryQueue:
+    """The SQS queue failed deliveries wait in for their next attempt."""
+    return RetryQueue(clients.sqs(), get_settings().retry_queue_url, quarantine())
+
+
+@cache
+def redrive() -> Redrive:
+    """Puts kept deliveries back on the retry queue."""
+    return Redrive(quarantine(), retry_queue())
 
 
 def reset() -> None:
@@ -228,6 +243,8 @@ def reset() -> None:
         transcript_service,
         reconciliation_service,
         relay,
+        retry_queue,
+        redrive,
     ):
         factory.cache_clear()
     get_settings.cache_clear()

@@ -44,6 +44,9 @@ What a filter cannot decide (see :meth:`Destination.undecided`) is not delivered
   name looks like a pasted secret (``whsec_...``, or base64 of a key's length mixing upper case, lower case and
   digits, as random keys do and names seldom do) is refused without being echoed: it would be sent to AWS as a
   name, then shown in every "secret unavailable" log line and quarantined failure.
+- ``retry_schedule``: the waits before each attempt, in seconds, starting with 0 (the first attempt); default
+  svix's ``[0, 5, 300, 1800, 7200, 18000, 36000, 36000]``, each wait jittered ±20 % (:mod:`chalicelib.retries`).
+  ``retry_client_errors``: false makes a 4xx other than 408, 410, 425 and 429 permanent (default true: retried).
 - ``allow_http``: permit an ``http://`` url (local receivers); ``allow_private_network``: permit private and
   loopback addresses (the SSRF filter refuses them otherwise; metadata, link-local and the Lambda runtime API
   stay refused).
@@ -74,6 +77,7 @@ from chalicelib.destination_kinds import KIND_FIELDS, KINDS, AwsTarget, Kind, pa
 from chalicelib.errors import RelayError
 from chalicelib.events import EVENT_TYPES, RelayEvent
 from chalicelib.observability import logger
+from chalicelib.retries import DEFAULT_RETRY_POLICY, MAX_ATTEMPTS, MAX_WAIT_SECONDS, RetryPolicy
 from chalicelib.settings import DEVELOPMENT_SWITCHES_OVERRIDE, INSTANCE_ID
 
 CONFIG_VERSION = 1
@@ -112,6 +116,8 @@ _DESTINATION_FIELDS = _COMMON_FIELDS | frozenset(
         "allow_literal_secrets",
         "max_per_second",
         "disable_after_hours",
+        "retry_schedule",
+        "retry_client_errors",
     }
 )
 DEVELOPMENT_SWITCHES = ("allow_http", "allow_private_network", "allow_literal_secrets")
@@ -191,6 +197,7 @@ class Destination:
     max_per_second: int | None = None
     disable_after_seconds: float | None = None
     target: AwsTarget | None = None
+    retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY
     # Precomputed once: accepts() runs for every event and every destination.
     _exact_types: frozenset[str] | None = field(init=False, repr=False, compare=False)
     _type_prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -465,6 +472,10 @@ def _webhook(
                 fault(switch, _SWITCH_REFUSED)
     max_per_second = _max_per_second(entry.get("max_per_second"), fault)
     disable_after_hours = _disable_after_hours(entry.get("disable_after_hours"), fault)
+    retry_policy = RetryPolicy(
+        schedule=_retry_schedule(entry.get("retry_schedule"), fault),
+        retry_client_errors=_flag(entry, "retry_client_errors", f"{where}.retry_client_errors", problems, True),
+    )
 
     if len(problems) > before or url is None:
         return None
@@ -477,11 +488,12 @@ def _webhook(
         allow_private_network=allow_private,
         max_per_second=max_per_second,
         disable_after_seconds=None if disable_after_hours is None else disable_after_hours * 3600,
+        retry_policy=retry_policy,
     )
 
 
-def _flag(entry: Mapping[str, Any], key: str, where: str, problems: list[str]) -> bool:
-    value = entry.get(key, False)
+def _flag(entry: Mapping[str, Any], key: str, where: str, problems: list[str], default: bool = False) -> bool:
+    value = entry.get(key, default)
     if not isinstance(value, bool):
         problems.append(f"{where}: must be true or false")
         return False
@@ -573,6 +585,24 @@ def _disable_after_hours(value: object, fault: _Fault) -> float | None:
         fault("disable_after_hours", f"must be a number of hours more than 0 and at most {MAX_DISABLE_AFTER_HOURS}")
         return None
     return float(value)
+
+
+def _retry_schedule(value: object, fault: _Fault) -> tuple[float, ...]:
+    default = DEFAULT_RETRY_POLICY.schedule
+    if value is None:
+        return default
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= MAX_ATTEMPTS
+        or any(isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w <= MAX_WAIT_SECONDS for w in value)
+        or value[0] != 0
+    ):
+        fault(
+            "retry_schedule",
+            f"must be a list of 1 to {MAX_ATTEMPTS} waits in seconds (0 to {MAX_WAIT_SECONDS:g}), the first one 0",
+        )
+        return default
+    return tuple(float(w) for w in value)
 
 
 def _secrets(value: object, literal_ok: bool, fault: _Fault) -> tuple[SecretRef, ...]:

@@ -1,8 +1,11 @@
-"""Publishing an event: the destinations that want it, their health, their secrets, the concurrent delivery, and a
-durable copy of every delivery that failed."""
+"""Publishing an event: the destinations that want it, their health, their secrets, the concurrent delivery, and
+what becomes of every delivery that did not get through: a retry ticket on the SQS retry queue at once (or a copy
+in S3 if SQS fails too), parked for a disabled destination, or a dead letter when it will not be retried. An
+invocation fails only when neither SQS nor S3 keeps a failure."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -12,9 +15,20 @@ from chalicelib.adapters.secrets import SecretUnavailableError
 from chalicelib.delivery import DeliveryResult
 from chalicelib.errors import RelayError
 from chalicelib.observability import count, logger
+from chalicelib.retries import (
+    Attempt,
+    RetryTicket,
+    Verdict,
+    event_from_envelope,
+    first_ticket,
+    now,
+    verdict,
+    wait_before,
+)
 
 if TYPE_CHECKING:
     from chalicelib.adapters.quarantine import Quarantine
+    from chalicelib.adapters.retry_queue import RetryQueue
     from chalicelib.adapters.secrets import SecretResolver
     from chalicelib.aws_delivery import AwsDelivery
     from chalicelib.delivery import Fanout, WebhookTarget
@@ -22,14 +36,21 @@ if TYPE_CHECKING:
     from chalicelib.events import RelayEvent
     from chalicelib.health import EndpointHealth, Gate, ReplayProgress
 
+# A ticket this close to its time is delivered now rather than sent round the queue once more.
+EARLY_TOLERANCE_SECONDS = 1.0
+# A ticket for this "destination" publishes its event afresh: it could not be published when it first came.
+EVERY_DESTINATION = "*"
+# How long such an event waits before it is published again.
+UNROUTED_WAIT_SECONDS = 60.0
+
 
 class DestinationUnknownError(RelayError):
     """No destination of that name is configured."""
 
 
 class Relay:
-    """Delivers each event to every destination whose filters accept it and whose health lets it through: webhooks
-    and the AWS kinds alike."""
+    """Delivers each event to every destination whose filters accept it and whose health lets it through
+    (webhooks and the AWS kinds alike), and retries what did not get through."""
 
     def __init__(
         self,
@@ -40,6 +61,8 @@ class Relay:
         health: EndpointHealth,
         *,
         aws: AwsDelivery,
+        retry_queue: RetryQueue,
+        rng: random.Random | None = None,
     ) -> None:
         self._config = config
         self._secrets = secrets
@@ -49,12 +72,18 @@ class Relay:
         self._aws = aws
         # AWS writes run beside the webhook fan-out rather than after it.
         self._writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="destination-write")
+        self._retry_queue = retry_queue
+        self._rng = rng or random.Random()  # noqa: S311 - jitter spreads retries; nothing secret depends on it
 
-    def publish(self, event: RelayEvent, *, max_timeout_seconds: float | None = None) -> list[DeliveryResult]:
-        """Deliver ``event``; failed deliveries are kept in the quarantine's ``undelivered/`` for replay, and a
-        disabled destination's are parked (``held="parked"``).
+    def publish(
+        self, event: RelayEvent, *, deadline: float | None = None, max_timeout_seconds: float | None = None
+    ) -> list[DeliveryResult]:
+        """Deliver ``event`` once to each destination that wants it; each failure is made durable as it is known.
 
-        ``max_timeout_seconds`` shortens the destinations' own timeouts when a caller is waiting.
+        ``deadline`` (``time.monotonic()``) bounds the fan-out; ``max_timeout_seconds`` shortens the destinations'
+        own timeouts when a caller is waiting. A disabled destination's event is parked (``held="parked"``).
+        Raises when a failure could be kept neither in the retry queue nor in S3, or the destinations file is
+        invalid, so that the invocation fails and Lambda retries it.
         """
         wanted = []
         for destination in self._config().destinations:
@@ -62,7 +91,53 @@ class Relay:
                 wanted.append(destination)
             else:
                 self._keep_undecided(destination, event)
-        return self._deliver(event, wanted, max_timeout_seconds=max_timeout_seconds, replay=False)
+        return self._deliver(event, wanted, max_timeout_seconds=max_timeout_seconds, deadline=deadline, replay=False)
+
+    def hold(self, event: RelayEvent) -> None:
+        """Keep ``event`` for every destination, to be published again in a minute (an invalid destinations file
+        must not lose an announcement); raises when neither the retry queue nor S3 keeps it."""
+        count("EventHeld")
+        handoff = _Handoff(self)
+        handoff.requeue(RetryTicket(EVERY_DESTINATION, event.webhook_id, event, now() + UNROUTED_WAIT_SECONDS), event)
+        handoff.flush()
+
+    def redeliver(
+        self,
+        destination: Destination,
+        event: RelayEvent,
+        *,
+        deadline: float | None,
+        ticket: RetryTicket | None = None,
+    ) -> DeliveryResult:
+        """Deliver ``event`` to ``destination`` once more and settle the attempt: every retry goes through here.
+
+        ``ticket``: the retry ticket the attempt follows (its attempts so far), None for a fresh start (redrive).
+        """
+        return self._deliver(event, [destination], deadline=deadline, replay=False, ticket=ticket)[0]
+
+    def retry(self, ticket: RetryTicket, *, deadline: float | None) -> None:
+        """One ticket from the retry queue: sent round again if early, else delivered and settled.
+
+        Raises when the outcome could be kept neither in the queue nor in S3: the message then stays on the queue.
+        """
+        if ticket.not_before - now() > EARLY_TOLERANCE_SECONDS:
+            # SQS delays at most 15 minutes: a longer wait is several hops.
+            handoff = _Handoff(self)
+            handoff.requeue(ticket, None)
+            handoff.flush()
+            return
+        event = ticket.event or event_from_envelope(self._quarantine.read(ticket.event_ref or ""), ticket.webhook_id)
+        if ticket.destination == EVERY_DESTINATION:
+            self.publish(event, deadline=deadline)
+            return
+        try:
+            destination = self.destination(ticket.destination)
+        except DestinationUnknownError:
+            key = self._quarantine.keep_dead_letter(ticket, event, reason="unknown destination", disable_endpoint=False)
+            count("DeliveryExhausted")
+            logger.error("retry ticket for a destination no longer configured", extra={"key": key})
+            return
+        self.redeliver(destination, event, deadline=deadline, ticket=ticket)
 
     def enable(
         self,
@@ -93,8 +168,11 @@ class Relay:
         destinations: Sequence[Destination],
         *,
         max_timeout_seconds: float | None = None,
+        deadline: float | None = None,
         replay: bool,
+        ticket: RetryTicket | None = None,
     ) -> list[DeliveryResult]:
+        handoff = _Handoff(self)
         targets: list[tuple[WebhookTarget, Sequence[str]]] = []
         held: list[DeliveryResult] = []
         writes = []
@@ -118,27 +196,25 @@ class Relay:
                 target = replace(destination, timeout_seconds=max_timeout_seconds)
             targets.append((target, secrets))
         by_name = {destination.name: destination for destination in destinations}
-        results = [
-            replace(result, held="parked")
-            if self._health.record(by_name[result.destination], event, result, replay=replay)
-            else result
-            for result in self._fanout.deliver(event, targets)
-        ]
+        results: list[DeliveryResult] = []
+
+        def settle(result: DeliveryResult) -> None:
+            # Called as each result is known: a failure is on its way to the retry queue before the next is read.
+            destination = by_name[result.destination]
+            if self._health.record(destination, event, result, replay=replay):
+                result = replace(result, held="parked")
+            handoff.settle(destination, event, ticket, result, replay=replay)
+            results.append(result)
+
+        self._fanout.deliver(event, targets, deadline=deadline, on_result=settle)
         written = [result for write in writes for result in write.result()]
         _count(written)
-        results += [
-            replace(result, held="parked")
-            if self._health.record(by_name[result.destination], event, result, replay=replay)
-            else result
-            for result in written
-        ]
-        results += held
-        for result in results:
-            # A parked event waits in the health store; a replayed one that was deferred is still parked.
-            if not result.ok and result.held != "parked" and not (replay and result.held == "deferred"):
-                key = self._quarantine.keep_undelivered(event, result)
-                logger.info("undelivered event kept", extra={"destination": result.destination, "key": key})
-        return results
+        for result in written:
+            settle(result)
+        for result in held:
+            handoff.settle(by_name[result.destination], event, ticket, result, replay=replay)
+        handoff.flush()
+        return results + held
 
     def _keep_undecided(self, destination: Destination, event: RelayEvent) -> None:
         """Fail closed, but keep: an event a filter of ``destination`` cannot decide on is kept, not dropped."""
@@ -151,6 +227,87 @@ class Relay:
             extra={"destination": destination.name, "webhook_id": event.webhook_id, "reason": reason, "key": key},
         )
         count("FilterUndecided")
+
+
+class _Handoff:
+    """Settles the attempts of one event (or one ticket) and sends their retry tickets in batches."""
+
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+        self._pending: list[tuple[RetryTicket, RelayEvent | None]] = []
+
+    def settle(
+        self,
+        destination: Destination,
+        event: RelayEvent,
+        ticket: RetryTicket | None,
+        result: DeliveryResult,
+        *,
+        replay: bool,
+    ) -> None:
+        if result.ok:
+            if ticket is not None:
+                count("DeliveryRecovered")
+            return
+        if result.held == "parked" or (replay and result.held == "deferred"):
+            return  # kept in the health store until the destination is enabled again
+        if result.held == "deferred":
+            # Not attempted (circuit open, rate limit): the same attempt later, when the destination may take it.
+            wait = float(result.retry_after_seconds or 1)
+            waiting = (
+                ticket.later(now() + wait)
+                if ticket
+                else RetryTicket(destination.name, event.webhook_id, event, now() + wait)
+            )
+            self.requeue(waiting, event)
+            return
+        number = (ticket.attempted if ticket else 0) + 1
+        policy = destination.retry_policy
+        outcome = verdict(result, number, policy)
+        attempt = Attempt.of(number, result, now())
+        if outcome is Verdict.RETRY:
+            not_before = now() + wait_before(number + 1, policy, result, self._relay._rng)
+            following = (
+                ticket.after(attempt, not_before)
+                if ticket
+                else first_ticket(destination.name, event, attempt, not_before)
+            )
+            self.requeue(following, event)
+            count("DeliveryRetried")
+            return
+        dead = ticket.after(attempt, 0.0) if ticket else first_ticket(destination.name, event, attempt, 0.0)
+        key = self._relay._quarantine.keep_dead_letter(
+            dead, event, reason=outcome.value, disable_endpoint=outcome is Verdict.GONE
+        )
+        count("DeliveryExhausted")
+        logger.error(
+            "delivery dead-lettered",
+            extra={
+                "destination": destination.name,
+                "webhook_id": event.webhook_id,
+                "reason": outcome.value,
+                "attempts": number,
+                "disable_endpoint": outcome is Verdict.GONE,
+                "key": key,
+            },
+        )
+
+    def requeue(self, ticket: RetryTicket, event: RelayEvent | None) -> None:
+        self._pending.append((ticket, event or ticket.event))
+        if len(self._pending) >= 10:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is pending; what SQS refuses is kept in S3, and if S3 fails too this raises."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        refused = {id(ticket) for ticket in self._relay._retry_queue.send([ticket for ticket, _ in pending])}
+        for ticket, event in pending:
+            if id(ticket) in refused:
+                key = self._relay._quarantine.keep_undelivered(ticket, event)
+                count("RetryQueueFallback")
+                logger.warning("retry ticket kept in S3", extra={"destination": ticket.destination, "key": key})
 
 
 def _held(event: RelayEvent, destination: str, gate: Gate) -> DeliveryResult:

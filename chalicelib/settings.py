@@ -32,6 +32,7 @@ KMS_KEY = re.compile(
 # S3 keeps a pre-signed link valid at most 7 days.
 MAX_LINK_SECONDS = 604_800
 CORS_ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?\Z")
+SQS_QUEUE_URL = re.compile(r"^https?://[A-Za-z0-9.:-]{1,255}/\d{12}/[A-Za-z0-9_-]{1,80}\Z")
 DEFAULT_DETAIL_TYPE = "Amazon Connect Contact Event"
 # Stages where the destinations' development switches (allow_http, allow_private_network, allow_literal_secrets)
 # are refused, unless the override below is "true".
@@ -92,6 +93,7 @@ class Settings:
     transcript_locations: tuple[TranscriptLocation, ...] = ()
     reconcile_delay_seconds: int = 120
     reconcile_deliver: bool = True
+    retry_queue_url: str = ""
 
 
 class _Reader:
@@ -157,6 +159,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     bucket = read.required("QUARANTINE_BUCKET", "the S3 bucket that keeps items the relay could not read")
     prefix = read.optional("QUARANTINE_PREFIX", "quarantine/")
     health_table, disable_after_hours, breaker_failures, breaker_cooldown, health_cache = _endpoint_health(read)
+    retry_queue = _retry_queue_url(read)
     config_file = Path(read.optional("RELAY_CONFIG_FILE", str(PACKAGE_CONFIG_DIR / f"destinations-{stage}.json")))
 
     connect_instance = read.optional("CONNECT_INSTANCE_ID") or None
@@ -208,6 +211,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         attachment_link_seconds=link_seconds,
         **transcripts,
         **reconciliation,
+        retry_queue_url=retry_queue,
     )
 
 
@@ -261,6 +265,13 @@ def _transcripts(read: _Reader) -> dict[str, Any]:
     }
 
 
+def _retry_queue_url(read: _Reader) -> str:
+    url = read.required("RETRY_QUEUE_URL", "the URL of the SQS queue failed deliveries wait in")
+    if url and not SQS_QUEUE_URL.match(url):
+        read.problems.append("RETRY_QUEUE_URL is invalid (expected an SQS queue URL, https://.../<account>/<name>)")
+    return url
+
+
 def _contact_flows(read: _Reader) -> dict[str, str]:
     raw = read.optional("CONTACT_FLOWS", "{}")
     expected = 'a JSON object of flow names to contact flow ids, e.g. {"support": "1111-..."}'
@@ -293,6 +304,11 @@ def _cors_allowed_origins(read: _Reader) -> tuple[str, ...]:
 def get_settings() -> Settings:
     """The settings of this container, read on first use."""
     return load_settings(os.environ)
+
+
+def retry_queue_name() -> str:
+    """The retry queue's name, for the ``retry_deliveries`` subscription (read at import, like ``deploy_time``)."""
+    return deploy_time("RETRY_QUEUE_URL", "connect-chat-relay-retries").rsplit("/", 1)[-1]
 
 
 def deploy_time(name: str, default: str) -> str:

@@ -68,7 +68,7 @@ class World:
             name: Receiver().start() for name in ("crm", "agent-assist", "archive", "analytics", "channel-bridge")
         }
         self.statuses = dict.fromkeys(self.receivers, 204)
-        self.statuses["analytics"] = 503  # a destination that is down: its events are kept for replay
+        self.statuses["analytics"] = 503  # a destination that is down: its events wait in the retry queue
         for name, status in self.statuses.items():
             self.receivers[name].answer("/hook", Answer(status=status))
         self.secrets = {name: [new_secret()] for name in self.receivers}
@@ -118,7 +118,8 @@ class World:
                 ),
                 hook("agent-assist", events=["chat.message"], audience="agent", roles=["CUSTOMER"]),
                 hook("archive", include_typing=True),
-                hook("analytics", events=["chat.ended"]),
+                # The retry schedule compressed for the demo: 1 s, then 2 s, instead of 5 s, 5 min, ...
+                hook("analytics", events=["chat.ended"], retry_schedule=[0, 1, 2]),
                 # A channel's inbound half: what the agent says to the customer, answered through /chats routes.
                 hook("channel-bridge", events=["chat.message", "chat.attachment"], audience="customer"),
                 {"name": "s3-archive", "kind": "s3", "bucket": STAGE_ENV["QUARANTINE_BUCKET"]},
@@ -179,6 +180,7 @@ class World:
         routed = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{ROUTED_QUEUE}"
         events.put_targets(Rule="chat", EventBusName=BUS, Targets=[{"Id": "routed", "Arn": routed}])
         boto3.client("kinesis").create_stream(StreamName=STREAM, ShardCount=1)
+        self.retry_queue_url = sqs.create_queue(QueueName=STAGE_ENV["RETRY_QUEUE_URL"].rsplit("/", 1)[-1])["QueueUrl"]
 
     def close(self) -> None:
         for receiver in self.receivers.values():
@@ -249,6 +251,29 @@ class Demo:
                 self.invoke("on_chat_message", lambda_sns_event(json.loads(message["Body"])))
                 sqs.delete_message(QueueUrl=self.world.queue_url, ReceiptHandle=message["ReceiptHandle"])
                 handled += 1
+
+    def pump_retries(self, *, seconds: float) -> int:
+        """Hand the retry queue's tickets to retry_deliveries for ``seconds``, as Lambda's SQS trigger would."""
+        import boto3
+
+        from scripts.chaos import sqs_lambda_event
+
+        sqs = boto3.client("sqs")
+        handled = 0
+        ends = time.monotonic() + seconds
+        while time.monotonic() < ends:
+            messages = sqs.receive_message(
+                QueueUrl=self.world.retry_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
+            if not messages:
+                continue
+            answer = self.invoke("retry_deliveries", sqs_lambda_event(messages))
+            failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    sqs.delete_message(QueueUrl=self.world.retry_queue_url, ReceiptHandle=message["ReceiptHandle"])
+            handled += len(messages)
+        return handled
 
     def deliveries(self) -> str:
         """What each receiver got since the last look, one short mark per receiver."""
@@ -628,6 +653,19 @@ def two_way_chat(demo: Demo) -> None:
     say(f"  DELETE /chats/… → {left.status_code} {left.json_body['status']}; Kim left → {demo.deliveries()}")
 
 
+def retry_when_back(demo: Demo) -> None:
+    """Part 5: the destination that was down comes back and gets its events from the retry queue."""
+    from scripts.receivers import Answer
+
+    say(f"\n{BOLD}5. Down, then back: the retry queue{RESET}")
+    say(f"  {DIM}analytics answered 503: its chat.ended waits in the SQS retry queue (schedule compressed){RESET}")
+    demo.world.statuses["analytics"] = 204
+    demo.world.receivers["analytics"].answer("/hook", Answer(status=204))
+    demo.deliveries()
+    handled = demo.pump_retries(seconds=3)
+    say(f"  analytics is back; retry_deliveries took {handled} ticket(s) → {demo.deliveries()}")
+
+
 def run(demo: Demo) -> None:
     """The whole scripted session."""
     chat = start_streaming(demo)
@@ -636,6 +674,7 @@ def run(demo: Demo) -> None:
     keep_and_transcribe(demo, chat)
     start_contacts(demo)
     two_way_chat(demo)
+    retry_when_back(demo)
 
 
 def metric_totals(log: Path) -> str:

@@ -22,7 +22,13 @@ PROJECT = Path(__file__).parent.parent
 CHALICE = PROJECT / ".chalice"
 CONFIG_DIR = PROJECT / "chalicelib" / "config"
 # The functions whose code calls Relay.publish or Relay.deliver_to.
-PUBLISHING_FUNCTIONS = ("on_chat_message", "api_handler", "assemble_transcripts", "reconcile_transcripts")
+PUBLISHING_FUNCTIONS = (
+    "on_chat_message",
+    "api_handler",
+    "assemble_transcripts",
+    "reconcile_transcripts",
+    "retry_deliveries",
+)
 # The function that reads the transcript archive and keeps transcripts beside it.
 TRANSCRIPT_FUNCTION = "assemble_transcripts"
 # The function that reads the archive's sessions to compare them with Connect's transcripts.

@@ -30,6 +30,7 @@ STREAMS_TABLE = "connect-chat-relay-dev-streams"
 HEALTH_TABLE = "connect-chat-relay-dev-destinations"
 QUARANTINE_BUCKET = f"connect-chat-relay-dev-{ACCOUNT}"
 TRANSCRIPT_QUEUE = "connect-chat-relay-dev-transcripts"
+RETRY_QUEUE = "connect-chat-relay-dev-retries"
 
 
 def load_event(relative: str) -> Any:
@@ -69,7 +70,7 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def aws() -> Iterator[None]:
-    """moto's emulated AWS with the relay's tables and bucket."""
+    """moto's emulated AWS with the relay's tables, bucket and retry queue."""
     from moto import mock_aws
 
     from chalicelib import clients
@@ -92,6 +93,7 @@ def aws() -> Iterator[None]:
         )
         clients.s3().create_bucket(Bucket=QUARANTINE_BUCKET)
         clients.sqs().create_queue(QueueName=TRANSCRIPT_QUEUE)
+        clients.sqs().create_queue(QueueName=RETRY_QUEUE)
         yield
 
 
@@ -176,3 +178,64 @@ def _logs_follow_stdout() -> None:
 def relay_output(capsys: pytest.CaptureFixture[str]) -> Any:
     """Reads what the relay printed: its JSON log lines and its EMF metrics."""
     return lambda: capsys.readouterr().out
+
+
+@pytest.fixture
+def queued(aws: None) -> Iterator[list[dict[str, Any]]]:
+    """Every retry ticket the relay sends to the retry queue, as sent: ``{"body": {...}, "delay": seconds}``.
+
+    Registered on boto3's default session as well as on the current client, so clients made after a
+    ``dependencies.reset()`` record too.
+    """
+    import boto3
+
+    from chalicelib import clients
+
+    sent: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        entries = params["Entries"]
+        sent.extend({"body": json.loads(e["MessageBody"]), "delay": e.get("DelaySeconds", 0)} for e in entries)
+
+    event = "provide-client-params.sqs.SendMessageBatch"
+    session_events = boto3._get_default_session().events
+    session_events.register(event, record, unique_id="test-queued")
+    clients.sqs().meta.events.register(event, record, unique_id="test-queued")
+    yield sent
+    session_events.unregister(event, unique_id="test-queued")
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    """An SQS event as Lambda's event source mapping delivers it."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{index}",
+                "receiptHandle": f"r-{index}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{RETRY_QUEUE}",
+                "awsRegion": REGION,
+            }
+            for index, body in enumerate(bodies)
+        ]
+    }
+
+
+class LambdaContext:
+    """What Lambda passes as the context: a request id, and the time left, counting down from ``seconds``."""
+
+    def __init__(self, seconds: float = 60.0) -> None:
+        import time
+
+        self._ends_at = time.monotonic() + seconds
+        self.aws_request_id = "req-test"
+        self.function_name = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        return max(0, int((self._ends_at - time.monotonic()) * 1000))

@@ -7,6 +7,7 @@ from typing import Any
 from chalice.app import Blueprint, SNSEvent
 
 from chalicelib.chat_items import ChatItemInvalidError, parse_sns_record
+from chalicelib.deadlines import deadline_of
 from chalicelib.dependencies import attachment_links, quarantine, relay, transcript_service
 from chalicelib.events import event_from_chat_item
 from chalicelib.observability import contact_keys, count, logger, observed
@@ -49,9 +50,10 @@ def on_chat_message(event: SNSEvent) -> None:
         _keep_invalid(event_dict, None, "the event has no Records")
         return
     failures: list[Exception] = []
+    deadline = deadline_of(event.context)
     for record in records:
         try:
-            _relay_record(record)
+            _relay_record(record, deadline)
         except Exception as exc:
             logger.exception("chat record failed; the invocation fails after the other records")
             failures.append(exc)
@@ -64,7 +66,7 @@ def _sns_of(record: object) -> dict[str, Any] | None:
     return sns if isinstance(sns, dict) else None
 
 
-def _relay_record(record: object) -> None:
+def _relay_record(record: object, deadline: float | None) -> None:
     sns = _sns_of(record)
     if sns is None:
         _keep_invalid(record, None, "the record has no Sns object")
@@ -85,7 +87,8 @@ def _relay_record(record: object) -> None:
         links = attachment_links() if item.attachments else None
         if links is not None:
             relay_event = links.add_links(item, relay_event)
-        results = relay().publish(relay_event)
+        # Bounded by Lambda's clock: what a timeout would cut short is handed to the retry queue instead.
+        results = relay().publish(relay_event, deadline=deadline)
         if relay_event.type == "chat.ended":
             transcripts = transcript_service()
             if transcripts is not None:

@@ -134,9 +134,17 @@ def _start_webrtc(request: Request) -> Response:
     with contact_keys(initial_contact_id=contact_id, contact_id=contact_id):
         count("WebRTCContactStarted")
         logger.info("web call started", extra={"flow": start.flow, "replayed": replayed})
-        if not replayed:
-            # A replay's call.started went out with the first answer; the same webhook id would only repeat it.
-            _announce(call_started_event(start, answer, timestamp=_now()))
+        # A replay announces again, with the same webhook id: the first answer may have been a 503 from here.
+        if not _announce(call_started_event(start, answer, timestamp=_now())):
+            return json_response(
+                503,
+                {
+                    "error": "EventNotKept",
+                    "message": "the call is placed but its call.started event could not be kept; "
+                    "retry with the same Idempotency-Key to announce it",
+                },
+                {"Retry-After": "1"},
+            )
     return json_response(201, answer, {REPLAYED_HEADER: "true"} if replayed else None)
 
 
@@ -209,22 +217,32 @@ def _record_stream(start: ContactStart, answer: dict[str, Any], contact_id: str)
         count("StreamingRecordFailed", reason="TableError")
 
 
-def _announce(event: RelayEvent) -> None:
-    """Publish an event; a failure is logged and counted, and never fails the call that is already placed."""
+def _announce(event: RelayEvent) -> bool:
+    """Publish an event on the durable path chat events take; False only when it could not be kept at all."""
     try:
         _publish(event)
     except Exception:
-        logger.exception("event not published", extra={"event_type": event.type, "webhook_id": event.webhook_id})
+        logger.exception("event not kept", extra={"event_type": event.type, "webhook_id": event.webhook_id})
         count("EventPublishFailed", event_type=event.type)
+        return False
+    return True
 
 
 def _publish(event: RelayEvent) -> None:
     """Hand an event to the fan-out (tests replace this seam with a recorder).
 
     The caller waits for it, and API Gateway gives up after 29 s: each destination gets at most a few seconds
-    here, and what it does not take in time is kept for replay like any failed delivery.
+    here; what it does not take goes to the retry queue like any failed delivery (or S3, if SQS fails). If the
+    event cannot be published at all (an invalid destinations file), it is held in the retry queue and published
+    again later; this raises only when neither the retry queue nor S3 keeps it.
     """
-    dependencies.relay().publish(event, max_timeout_seconds=ROUTE_DELIVERY_TIMEOUT_SECONDS)
+    relay = dependencies.relay()
+    try:
+        relay.publish(event, max_timeout_seconds=ROUTE_DELIVERY_TIMEOUT_SECONDS)
+    except Exception:
+        # An invalid destinations file, or SQS and S3 both failing: held in the retry queue for every destination.
+        logger.exception("call.started not published; held for a later publish", extra={"webhook_id": event.webhook_id})
+        relay.hold(event)
 
 
 def _now() -> str:

@@ -193,19 +193,22 @@ class TestWebRTCContact:
         post(http, "/webrtc-contacts", {"display_name": "Ana"})
         assert len({event.webhook_id for event in published}) == 1
 
-    def test_a_publish_failure_never_fails_the_call(
+    def test_issue7_item4_an_announcement_nothing_could_keep_is_never_swallowed(
         self, http: CheckedHTTP, connect_stub: Stubber, monkeypatch: pytest.MonkeyPatch, relay_output: Any
     ) -> None:
+        # Given a publisher that could keep the event neither in the retry queue nor in S3
         def broken(event: RelayEvent) -> None:
-            raise RuntimeError("fan-out down")
+            raise RuntimeError("retry queue and S3 down")
 
         monkeypatch.setattr(contacts_api, "_publish", broken)
         connect_stub.add_response("start_web_rtc_contact", WEBRTC_ANSWER)
-        response = post(http, "/webrtc-contacts", {"display_name": "Ana"})
-        assert response.status_code == 201
+        response = post(http, "/webrtc-contacts", {"display_name": "Ana"}, {"Idempotency-Key": "k-9"})
+        # Then the caller is told, and may retry with its key
+        assert response.status_code == 503
+        assert response.json_body["error"] == "EventNotKept"
         out = relay_output()
-        assert "event not published" in out
-        assert "fan-out down" in out
+        assert "event not kept" in out
+        assert "retry queue and S3 down" in out
 
     def test_the_real_fan_out_is_the_default_publisher(
         self, http: CheckedHTTP, connect_stub: Stubber, monkeypatch: pytest.MonkeyPatch
@@ -227,7 +230,7 @@ class TestWebRTCContact:
 
 
 class TestIdempotencyKeys:
-    def test_a_replayed_key_says_so_and_publishes_once(
+    def test_a_replayed_key_says_so_and_announces_the_same_event_again(
         self, http: CheckedHTTP, connect_stub: Stubber, published: list[RelayEvent]
     ) -> None:
         # Given Connect answers the same contact for the same ClientToken, as it does for 7 days
@@ -235,11 +238,12 @@ class TestIdempotencyKeys:
             connect_stub.add_response("start_web_rtc_contact", WEBRTC_ANSWER)
         first = post(http, "/webrtc-contacts", {"display_name": "Ana"}, {"Idempotency-Key": "k-1"})
         again = post(http, "/webrtc-contacts", {"display_name": "Ana"}, {"Idempotency-Key": "k-1"})
-        # Then only the replay says it is one, and only the first call is announced
+        # Then only the replay says it is one, and it announces the call again under the same webhook id
         assert "Idempotent-Replayed" not in first.headers
         assert again.headers["Idempotent-Replayed"] == "true"
         assert again.json_body == first.json_body
-        assert len(published) == 1
+        assert len(published) == 2
+        assert published[0].webhook_id == published[1].webhook_id
 
     def test_the_key_itself_is_never_stored(
         self, http: CheckedHTTP, connect_stub: Stubber, published: list[RelayEvent]

@@ -18,8 +18,9 @@ from standardwebhooks import Webhook
 from app import app
 from chalicelib import clients
 from chalicelib.events import load_schema
+from chalicelib.handlers.chat_stream import on_chat_message
 from scripts.receivers import Answer, Receiver
-from tests.conftest import EVENTS, PROJECT, QUARANTINE_BUCKET, emitted_metrics, load_event
+from tests.conftest import EVENTS, PROJECT, QUARANTINE_BUCKET, LambdaContext, emitted_metrics, load_event
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ def destinations(tmp_path: Path, receivers: dict[str, Receiver], monkeypatch: py
         "destinations": [
             hook("crm"),
             hook("agent", audience="agent", events=["chat.message"]),
-            hook("down", events=["chat.ended"]),
+            hook("down", events=["chat.ended"], retry_schedule=[0, 5, 300]),
         ],
     }
     path.write_text(json.dumps(config))
@@ -123,21 +124,23 @@ def test_the_agent_facing_destination_gets_what_the_customer_says_only(
     assert len(receivers["crm"].requests) == 2
 
 
-def test_a_failing_destination_is_kept_for_replay_and_fails_no_other(
-    client: Any, receivers: dict[str, Receiver], relay_output: Any
+def test_a_failing_destination_waits_in_the_retry_queue_and_fails_no_other(
+    client: Any, receivers: dict[str, Receiver], relay_output: Any, queued: list[dict[str, Any]]
 ) -> None:
     client.lambda_.invoke("on_chat_message", load_event("chat/event-chat-ended.json"))
     assert len(receivers["crm"].requests) == 1
     assert len(receivers["down"].requests) == 1
-    (kept,) = kept_objects("quarantine/undelivered/down/")
-    assert kept["status"] == 503
-    assert kept["retryable"] is True
-    assert kept["retry_after_seconds"] == 30
-    assert kept["event"]["type"] == "chat.ended"
-    assert kept["webhook_id"] == receivers["down"].requests[0].headers["webhook-id"]
+    (ticket,) = queued
+    assert ticket["delay"] == 30  # Retry-After: 30, more than the schedule's 5 s and within its longest wait
+    assert ticket["body"]["destination"] == "down"
+    assert [(a["attempt"], a["status"]) for a in ticket["body"]["attempts"]] == [(1, 503)]
+    assert ticket["body"]["event"]["type"] == "chat.ended"
+    assert ticket["body"]["webhook_id"] == receivers["down"].requests[0].headers["webhook-id"]
+    assert not kept_objects("quarantine/undelivered/")
     metrics = emitted_metrics(relay_output())
     assert metrics["DeliverySucceeded"] == 1
     assert metrics["DeliveryFailed"] == 1
+    assert metrics["DeliveryRetried"] == 1
 
 
 INVALID = sorted(p.relative_to(EVENTS).as_posix() for p in (EVENTS / "chat" / "invalid").glob("*.json"))
@@ -162,7 +165,7 @@ def test_invalid_items_are_quarantined_counted_and_never_raise(
 
 
 def test_an_unavailable_secret_fails_that_destination_only(
-    aws: None, receivers: dict[str, Receiver], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    queued: list[dict[str, Any]], receivers: dict[str, Receiver], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "destinations.json"
     hook = {"allow_http": True, "allow_private_network": True}
@@ -176,12 +179,12 @@ def test_an_unavailable_secret_fails_that_destination_only(
     }
     path.write_text(json.dumps(config))
     monkeypatch.setenv("RELAY_CONFIG_FILE", str(path))
-    with Client(app, stage_name="dev", project_dir=str(PROJECT)) as client:
-        client.lambda_.invoke("on_chat_message", load_event("chat/sns-record-customer-message.json"))
+    # Called as Lambda calls it, with a minute left: moto's first SSM answer can take longer than chalice.test's 3 s.
+    on_chat_message(load_event("chat/sns-record-customer-message.json"), LambdaContext(60))
     assert len(receivers["crm"].requests) == 1
     assert not receivers["agent"].requests
-    (kept,) = kept_objects("quarantine/undelivered/agent/")
-    assert "ssm:/relay/missing" in kept["error"]
+    (ticket,) = queued
+    assert "ssm:/relay/missing" in ticket["body"]["attempts"][0]["error"]
 
 
 def test_secrets_never_reach_the_logs(client: Any, destinations: dict[str, str], relay_output: Any) -> None:

@@ -234,7 +234,7 @@ def test_a_410_disables_at_once_parks_then_enable_replays_in_order(
 
 
 def test_failing_past_the_threshold_disables_and_parks_from_then_on(
-    configure: Callable[..., str], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    configure: Callable[..., str], receiver: Receiver, monkeypatch: pytest.MonkeyPatch, queued: list[dict[str, Any]]
 ) -> None:
     monkeypatch.setenv("BREAKER_FAILURES", "100")
     configure(disable_after_hours=0.0002)  # 0.72 s
@@ -246,13 +246,17 @@ def test_failing_past_the_threshold_disables_and_parks_from_then_on(
     assert health_of().status == "disabled"
     invoke(3)
     assert len(receiver.requests) == 2
-    # The first failure went to the failure path; the one that crossed the threshold and the next are parked.
-    assert [kept["webhook_id"] for kept in undelivered()] == [receiver.requests[0].headers["webhook-id"]]
+    # The first failure went to the retry queue; the one that crossed the threshold and the next are parked.
+    assert [ticket["body"]["webhook_id"] for ticket in queued] == [receiver.requests[0].headers["webhook-id"]]
     assert health_of().parked == 2
 
 
 def test_an_open_breaker_defers_without_waiting_and_a_probe_closes_it(
-    configure: Callable[..., str], receiver: Receiver, monkeypatch: pytest.MonkeyPatch, relay_output: Callable[[], str]
+    configure: Callable[..., str],
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    relay_output: Callable[[], str],
+    queued: list[dict[str, Any]],
 ) -> None:
     monkeypatch.setenv("BREAKER_FAILURES", "2")
     monkeypatch.setenv("BREAKER_COOLDOWN_SECONDS", "1")
@@ -263,9 +267,10 @@ def test_an_open_breaker_defers_without_waiting_and_a_probe_closes_it(
     assert "CircuitOpened" in emitted_metrics(relay_output())
     invoke(3)
     assert len(receiver.requests) == 2  # the third never reached the receiver
-    kept = {entry["event"]["data"]["content"]: entry for entry in undelivered()}
-    assert kept["message 3"]["error"] == "deferred: circuit open"
-    assert kept["message 3"]["retryable"] is True
+    tickets = {ticket["body"]["event"]["data"]["content"]: ticket for ticket in queued}
+    # Deferred, not attempted: the same first attempt waits in the retry queue until the breaker may close.
+    assert tickets["message 3"]["body"]["attempts"] == []
+    assert tickets["message 3"]["delay"] <= 1
 
     receiver.answer("/hook", Answer(status=204))
     time.sleep(1.05)
@@ -276,15 +281,17 @@ def test_an_open_breaker_defers_without_waiting_and_a_probe_closes_it(
     assert health_of().breaker_open_until is None
 
 
-def test_a_burst_above_the_rate_waits_in_the_retry_path(configure: Callable[..., str], receiver: Receiver) -> None:
+def test_a_burst_above_the_rate_waits_in_the_retry_path(
+    configure: Callable[..., str], receiver: Receiver, queued: list[dict[str, Any]]
+) -> None:
     configure(max_per_second=2)
     for number in range(8):
         invoke(number)
     delivered = len(receiver.requests)
-    deferred = [entry for entry in undelivered() if entry["error"] == "deferred: rate limit reached"]
+    deferred = [ticket for ticket in queued if ticket["body"]["attempts"] == []]
     assert delivered + len(deferred) == 8
     assert deferred
-    assert all(entry["retry_after_seconds"] == 1 for entry in deferred)
+    assert all(ticket["delay"] == 1 for ticket in deferred)
     windows = clients.dynamodb().scan(TableName=HEALTH_TABLE)["Items"]
     counts = [int(item["deliveries"]["N"]) for item in windows if item["pk"]["S"].startswith("rate#hook#")]
     assert counts

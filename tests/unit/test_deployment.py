@@ -140,6 +140,24 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         # its calls carry the participant's bearer token).
         "kms:Encrypt",
         "kms:Decrypt",
+        "sqs:SendMessage",
+        "s3:GetObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+    }
+
+    assert actions(policy(stage, "retry_deliveries")) == logs | {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
+        "s3:PutObject",
+        "s3:GetObject",
+        "ssm:GetParameter",
+        "secretsmanager:GetSecretValue",
     }
 
 
@@ -161,6 +179,10 @@ def test_destination_health_grants_exactly_its_calls_on_its_table_only(stage: st
         "dynamodb:UpdateItem",
         "dynamodb:PutItem",
     }
+    # Retries ask the same gate and record the same outcomes.
+    assert statements_on(policy(stage, "retry_deliveries"), table) == statements_on(
+        policy(stage, "on_chat_message"), table
+    )
     # The same for call.started, and re-enabling: Query the parked events, Delete each one replayed.
     assert statements_on(policy(stage, "api_handler"), table) == {
         "dynamodb:GetItem",
@@ -252,3 +274,11 @@ def test_connects_transcripts_are_read_only_and_only_under_the_watched_prefixes(
         for resource in statement["Resource"]
     }
     assert watched <= granted
+
+
+def test_the_retry_queue_s_consumer_reports_partial_batch_failures_in_the_packaged_template() -> None:
+    # Chalice cannot say it; `make package` merges infra/on-failure.json into the event source it generates.
+    merge = json.loads((PROJECT / "infra" / "on-failure.json").read_text())
+    events = merge["Resources"]["RetryDeliveries"]["Properties"]["Events"]
+    assert events["RetryDeliveriesSqsEventSource"]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert "retry_deliveries" in app.handler_map

@@ -1,11 +1,11 @@
-"""Publishing: which destinations get an event, with which secrets, and what is kept when delivery fails.
+"""Publishing: which destinations get an event, with which secrets, and what becomes of a failed delivery.
 
-In-memory fakes stand in for the fan-out, the secrets, the quarantine and the health store.
+In-memory fakes stand in for the fan-out, the secrets, the retry queue, the quarantine and the health store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from chalicelib.events import RelayEvent
 from chalicelib.health import EndpointHealth, HealthPolicy
 from chalicelib.observability import flush
 from chalicelib.relay import DestinationUnknownError, Relay
+from chalicelib.retries import RetryTicket
 from tests.conftest import emitted_metrics
 from tests.fakes import Clock, FakeHealthStore
 
@@ -29,12 +30,23 @@ class FakeFanout:
         self.calls: list[list[tuple[Any, Sequence[str]]]] = []
         self.sent: list[tuple[str, str]] = []
 
-    def deliver(self, event: RelayEvent, targets: Sequence[tuple[Any, Sequence[str]]]) -> list[DeliveryResult]:
+    def deliver(
+        self,
+        event: RelayEvent,
+        targets: Sequence[tuple[Any, Sequence[str]]],
+        *,
+        deadline: float | None = None,
+        on_result: Callable[[DeliveryResult], None] | None = None,
+    ) -> list[DeliveryResult]:
         self.calls.append(list(targets))
         self.sent += [(target.name, event.webhook_id) for target, _ in targets]
-        return [
+        results = [
             result(event, target.name, ok=target.name not in self.failing, status=self.status) for target, _ in targets
         ]
+        for each in results:
+            if on_result is not None:
+                on_result(each)
+        return results
 
 
 class FakeSecrets:
@@ -49,9 +61,9 @@ class FakeQuarantine:
         self.kept: list[tuple[str, str]] = []
         self.undecided: list[tuple[str, str, str]] = []
 
-    def keep_undelivered(self, event: RelayEvent, delivery: DeliveryResult) -> str:
-        self.kept.append((delivery.destination, event.webhook_id))
-        return f"undelivered/{delivery.destination}"
+    def keep_undelivered(self, ticket: RetryTicket, event: RelayEvent | None) -> str:
+        self.kept.append((ticket.destination, ticket.webhook_id))
+        return f"undelivered/{ticket.destination}"
 
     def keep_undecided(self, event: RelayEvent, destination: str, reason: str) -> str:
         self.undecided.append((destination, event.webhook_id, reason))
@@ -68,6 +80,18 @@ class FakeAwsDelivery:
     def deliver(self, destination: Destination, events: Sequence[RelayEvent]) -> list[DeliveryResult]:
         self.writes.append((destination.name, [event.webhook_id for event in events]))
         return [result(event, destination.name, ok=destination.name not in self.failing) for event in events]
+
+
+class FakeRetryQueue:
+    def __init__(self, *, refusing: bool = False) -> None:
+        self.refusing = refusing
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, tickets: Sequence[RetryTicket]) -> list[RetryTicket]:
+        if self.refusing:
+            return list(tickets)
+        self.sent += [(ticket.destination, ticket.webhook_id) for ticket in tickets]
+        return []
 
 
 def result(event: RelayEvent, name: str, *, ok: bool, status: int = 503) -> DeliveryResult:
@@ -108,17 +132,25 @@ def relay(
     *destinations: Destination,
     fanout: FakeFanout | None = None,
     store: FakeHealthStore | None = None,
+    queue: FakeRetryQueue | None = None,
     aws: FakeAwsDelivery | None = None,
-) -> tuple[Relay, FakeFanout, FakeQuarantine]:
-    fake_fanout, quarantine = fanout or FakeFanout(), FakeQuarantine()
+) -> tuple[Relay, FakeFanout, FakeRetryQueue, FakeQuarantine]:
+    fake_fanout, fake_queue, quarantine = fanout or FakeFanout(), queue or FakeRetryQueue(), FakeQuarantine()
     config = RelayConfig(destinations=destinations, version=1)
     health = EndpointHealth(store or FakeHealthStore(), HealthPolicy(), clock=Clock())
-    publisher = Relay(lambda: config, FakeSecrets(), fake_fanout, quarantine, health, aws=aws or FakeAwsDelivery())  # type: ignore[arg-type]
-    return publisher, fake_fanout, quarantine
+    fakes: dict[str, Any] = {
+        "secrets": FakeSecrets(),
+        "fanout": fake_fanout,
+        "quarantine": quarantine,
+        "retry_queue": fake_queue,
+        "aws": aws or FakeAwsDelivery(),
+    }
+    publisher = Relay(lambda: config, health=health, **fakes)
+    return publisher, fake_fanout, fake_queue, quarantine
 
 
 def test_only_destinations_whose_filters_accept_the_event_get_it() -> None:
-    publisher, fanout, _ = relay(hook("all"), hook("ended-only", event_types=frozenset({"chat.ended"})))
+    publisher, fanout, _, _ = relay(hook("all"), hook("ended-only", event_types=frozenset({"chat.ended"})))
     publisher.publish(EVENT)
     assert [target.name for target, _ in fanout.calls[0]] == ["all"]
 
@@ -130,7 +162,7 @@ def test_issue7_item7_an_event_a_filter_cannot_decide_is_kept_not_delivered_and_
         data={"participant": {"role": "SYSTEM"}, "visibility": None, "instance_id": None},
         webhook_id="msg_2",
     )
-    publisher, fanout, quarantine = relay(
+    publisher, fanout, _, quarantine = relay(
         hook("everyone"),
         hook("customers", audience="customer"),
         hook("one-instance", instance_ids=frozenset({"i-1"})),
@@ -147,7 +179,7 @@ def test_issue7_item7_an_event_a_filter_cannot_decide_is_kept_not_delivered_and_
 
 
 def test_events_the_filters_decide_on_are_never_kept_as_undecided() -> None:
-    publisher, _, quarantine = relay(
+    publisher, _, _, quarantine = relay(
         hook("customers", audience="customer"), hook("typing", event_types=frozenset({TYPING}))
     )
     publisher.publish(EVENT)
@@ -155,68 +187,79 @@ def test_events_the_filters_decide_on_are_never_kept_as_undecided() -> None:
 
 
 def test_each_destination_gets_its_own_resolved_secrets() -> None:
-    publisher, fanout, _ = relay(hook("a", secret="one"), hook("b", secret="two"))
+    publisher, fanout, _, _ = relay(hook("a", secret="one"), hook("b", secret="two"))
     publisher.publish(EVENT)
     assert [secrets for _, secrets in fanout.calls[0]] == [["whsec_one"], ["whsec_two"]]
 
 
-def test_failed_deliveries_are_kept_for_replay_and_successes_are_not() -> None:
-    publisher, _, quarantine = relay(hook("up"), hook("down"), fanout=FakeFanout(failing=frozenset({"down"})))
+def test_failed_deliveries_go_to_the_retry_queue_and_successes_do_not() -> None:
+    publisher, _, queue, quarantine = relay(hook("up"), hook("down"), fanout=FakeFanout(failing=frozenset({"down"})))
     results = publisher.publish(EVENT)
     assert [(r.destination, r.ok) for r in results] == [("up", True), ("down", False)]
+    assert queue.sent == [("down", "msg_1")]
+    assert quarantine.kept == []
+
+
+def test_what_the_retry_queue_refuses_is_kept_in_s3() -> None:
+    publisher, _, _, quarantine = relay(
+        hook("down"), fanout=FakeFanout(failing=frozenset({"down"})), queue=FakeRetryQueue(refusing=True)
+    )
+    publisher.publish(EVENT)
     assert quarantine.kept == [("down", "msg_1")]
 
 
 def test_an_unavailable_secret_fails_its_destination_only_and_is_kept() -> None:
-    publisher, fanout, quarantine = relay(hook("ok"), hook("broken", secret="missing"))
+    publisher, fanout, queue, _ = relay(hook("ok"), hook("broken", secret="missing"))
     results = publisher.publish(EVENT)
     assert [target.name for target, _ in fanout.calls[0]] == ["ok"]
     broken = next(r for r in results if r.destination == "broken")
     assert not broken.ok
     assert broken.retryable
     assert "ParameterNotFound" in (broken.error or "")
-    assert quarantine.kept == [("broken", "msg_1")]
+    assert queue.sent == [("broken", "msg_1")]
 
 
 def test_a_waiting_caller_shortens_long_timeouts_only() -> None:
-    publisher, fanout, _ = relay(hook("slow", timeout_seconds=30), hook("quick", timeout_seconds=2))
+    publisher, fanout, _, _ = relay(hook("slow", timeout_seconds=30), hook("quick", timeout_seconds=2))
     publisher.publish(EVENT, max_timeout_seconds=5)
     assert [target.timeout_seconds for target, _ in fanout.calls[0]] == [5, 2]
 
 
 def test_a_410_parks_the_event_instead_of_keeping_it_undelivered() -> None:
     store = FakeHealthStore()
-    publisher, _, quarantine = relay(hook("gone"), fanout=FakeFanout(frozenset({"gone"}), status=410), store=store)
+    publisher, _, queue, quarantine = relay(
+        hook("gone"), fanout=FakeFanout(frozenset({"gone"}), status=410), store=store
+    )
     [gone] = publisher.publish(EVENT)
     assert (gone.ok, gone.status, gone.held) == (False, 410, "parked")
-    assert quarantine.kept == []
+    assert (quarantine.kept, queue.sent) == ([], [])
     assert [p.event.webhook_id for p in store.parked_events["gone"]] == ["msg_1"]
 
 
 def test_a_disabled_destination_is_not_sent_to_and_its_result_says_parked() -> None:
     store = FakeHealthStore()
-    publisher, fanout, quarantine = relay(hook("gone"), hook("up"), store=store)
+    publisher, fanout, queue, quarantine = relay(hook("gone"), hook("up"), store=store)
     store.disable("gone", "the receiver answered 410 Gone", 0)
     results = publisher.publish(EVENT)
     assert [target.name for target, _ in fanout.calls[0]] == ["up"]
     parked = next(r for r in results if r.destination == "gone")
     assert (parked.ok, parked.held, parked.retryable) == (False, "parked", False)
-    assert quarantine.kept == []
+    assert (quarantine.kept, queue.sent) == ([], [])
 
 
 def test_an_open_breaker_sends_the_event_to_the_failure_path_without_trying() -> None:
     store = FakeHealthStore()
-    publisher, fanout, quarantine = relay(hook("dead"), store=store)
+    publisher, fanout, queue, _ = relay(hook("dead"), store=store)
     store.open_breaker("dead", 0, 1_800_000_000.0 + 30)
     [deferred] = publisher.publish(EVENT)
     assert fanout.calls == [[]]
     assert (deferred.held, deferred.retryable, deferred.retry_after_seconds) == ("deferred", True, 30)
-    assert quarantine.kept == [("dead", "msg_1")]
+    assert queue.sent == [("dead", "msg_1")]  # the same first attempt, in 30 s
 
 
 def test_enable_replays_through_the_delivery_path_in_order() -> None:
     store = FakeHealthStore()
-    publisher, fanout, _ = relay(hook("crm"), store=store)
+    publisher, fanout, _, _ = relay(hook("crm"), store=store)
     store.disable("crm", "the receiver answered 410 Gone", 0)
     for number in (1, 2, 3):
         publisher.publish(
@@ -229,7 +272,7 @@ def test_enable_replays_through_the_delivery_path_in_order() -> None:
 
 
 def test_enabling_an_unknown_destination_is_refused() -> None:
-    publisher, _, _ = relay(hook("crm"))
+    publisher, _, _, _ = relay(hook("crm"))
     with pytest.raises(DestinationUnknownError):
         publisher.enable("nobody", time_left=lambda: 10)
 
@@ -237,7 +280,7 @@ def test_enabling_an_unknown_destination_is_refused() -> None:
 def test_destinations_of_aws_kinds_are_written_not_posted_and_obey_the_same_filters() -> None:
     # Given a webhook, an archive that wants everything and one that wants chat.ended only
     writer = FakeAwsDelivery()
-    publisher, fanout, _ = relay(
+    publisher, fanout, _, _ = relay(
         hook("hook"), archive("archive"), archive("ended", event_types=frozenset({"chat.ended"})), aws=writer
     )
     # When a message is published
@@ -249,7 +292,7 @@ def test_destinations_of_aws_kinds_are_written_not_posted_and_obey_the_same_filt
 
 
 def test_a_failed_write_takes_the_same_durable_path_as_a_failed_post() -> None:
-    publisher, _, quarantine = relay(archive("archive"), aws=FakeAwsDelivery(failing=frozenset({"archive"})))
+    publisher, _, queue, _ = relay(archive("archive"), aws=FakeAwsDelivery(failing=frozenset({"archive"})))
     results = publisher.publish(EVENT)
     assert [(r.destination, r.ok) for r in results] == [("archive", False)]
-    assert quarantine.kept == [("archive", "msg_1")]
+    assert queue.sent == [("archive", "msg_1")]

@@ -1,0 +1,57 @@
+"""The retry queue's consumer: each ticket is a delivery waiting for its next attempt.
+
+Partial batch responses (ReportBatchItemFailures, set in the packaged template): only the tickets whose outcome
+could not be kept return to the queue, and tickets the invocation had no time left for return untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from chalice.app import Blueprint, SQSEvent
+
+from chalicelib.deadlines import deadline_of
+from chalicelib.dependencies import quarantine, relay
+from chalicelib.observability import count, logger, observed
+from chalicelib.retries import RetryTicket, RetryTicketInvalidError
+from chalicelib.settings import retry_queue_name
+
+retries = Blueprint(__name__)
+
+# A ticket needs at least this much of the invocation's time to be worth starting; otherwise it goes back.
+MIN_ATTEMPT_SECONDS = 0.5
+
+
+@retries.on_sqs_message(queue=retry_queue_name(), batch_size=10, name="retry_deliveries")
+@observed
+def retry_deliveries(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
+    """Attempt each ticket's delivery again; answer the message ids to leave on the queue."""
+    records: list[dict[str, Any]] = list(event.to_dict().get("Records") or [])
+    failures: list[str] = []
+    for index, record in enumerate(records):
+        message_id = str(record.get("messageId", ""))
+        deadline = deadline_of(event.context)
+        if deadline is not None and deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
+            left = [str(r.get("messageId", "")) for r in records[index:]]
+            logger.info("retry batch cut short by the invocation's time", extra={"returned": len(left)})
+            failures += left
+            break
+        try:
+            ticket = RetryTicket.from_json(str(record.get("body", "")))
+        except RetryTicketInvalidError as exc:
+            key = quarantine().keep_invalid(
+                source="retry-queue", record_id=message_id, reason=str(exc), record=record.get("body")
+            )
+            logger.warning("invalid retry ticket quarantined", extra={"message_id": message_id, "key": key})
+            count("InvalidRetryTicket")
+            continue
+        try:
+            relay().retry(ticket, deadline=deadline)
+        except Exception:
+            logger.exception(
+                "retry ticket not settled; it stays on the queue",
+                extra={"destination": ticket.destination, "webhook_id": ticket.webhook_id},
+            )
+            failures.append(message_id)
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
