@@ -14,6 +14,9 @@ Receivers are real HTTP servers on 127.0.0.1 (lean asyncio ones, in a process of
    concurrency matters more than CPU per request), against both baselines.
 4. The relay's time per delivery (sign, headers, pooled POST, result) against a bare pooled urllib3 POST of the
    same body to the same receiver. Target: at most 1.25.
+5. The retry path: deliveries per second through ``retry_deliveries`` (the real entry point, tickets in batches
+   of ten as SQS hands them over, each read, gated, signed afresh, posted and settled), against the competent
+   baseline's deliveries per second to the same receiver. Reported, no target.
 
 Targets are reported, never asserted: CI does not fail on them. Results go to .bench/results.json.
 """
@@ -300,6 +303,43 @@ def per_delivery(url: str) -> tuple[float, float]:
     return statistics.median(relay_times) * 1e6, statistics.median(bare_times) * 1e6
 
 
+def retry_path(urls: list[str], events: list[dict[str, Any]]) -> tuple[float, float]:
+    """Deliveries per second through retry_deliveries, and the competent baseline's, to the same receiver."""
+    from chalicelib.chat_items import parse_sns_record
+    from chalicelib.events import event_from_chat_item
+    from chalicelib.retries import Attempt, first_ticket
+
+    class Context:
+        aws_request_id = "bench"
+
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 60_000
+
+    tickets = []
+    for event in events:
+        relay_event = event_from_chat_item(parse_sns_record(event["Records"][0]["Sns"]))
+        tickets.append(first_ticket("d0", relay_event, Attempt(1, time.time(), 503, "HTTP 503", 1.0), 0.0).to_json())
+    batches = [
+        {"Records": [{"messageId": f"m-{i}", "receiptHandle": "r", "body": body} for i, body in enumerate(chunk)]}
+        for chunk in (tickets[start : start + 10] for start in range(0, len(tickets), 10))
+    ]
+    retry_rounds, competent_rounds = [], []
+    with relay_environment(urls), contextlib.redirect_stdout(io.StringIO()), competent_baseline(urls) as competent:
+        from app import app
+
+        handler = app.handler_map["retry_deliveries"]
+        handler(batches[0], Context())  # warm
+        competent(events[0])
+        for _ in range(ROUNDS):
+            started = time.perf_counter()
+            for batch in batches:
+                handler(batch, Context())
+            retry_rounds.append(per_second(len(tickets), time.perf_counter() - started))
+            competent_rounds.append(items_per_second(competent, events))
+    return statistics.median(retry_rounds), statistics.median(competent_rounds)
+
+
 @contextlib.contextmanager
 def receiver_processes(processes: int, per_process: int, delay: str) -> Iterator[list[str]]:
     """Receivers in processes of their own, so they do not share the relay's interpreter lock."""
@@ -362,6 +402,11 @@ def main() -> int:
             f"10 receivers, 20-80 ms:       relay {relay_spread:6.1f} ms/event   naive {naive_spread:6.1f} ms/event"
             f"   competent {competent_spread:6.1f} ms/event   ratio to competent {relay_spread / competent_spread:.2f}"
         )
+        retry_rate, competent_rate = retry_path(fast_urls[:1], events)
+        print(
+            f"retry path, 1 destination:    retry_deliveries {retry_rate:6.0f} deliveries/s"
+            f"   competent {competent_rate:6.0f} deliveries/s   ratio {retry_rate / competent_rate:.2f}"
+        )
         relay_us, bare_us = per_delivery(fast_urls[0])
         delivery_ratio = relay_us / bare_us
         print(
@@ -385,6 +430,11 @@ def main() -> int:
         },
         "fanout_100ms": {"ten_ms": ten_ms, "one_ms": one_ms, "ratio": fan_ratio, "target": "<= 1.3"},
         "receivers_20_80ms": {"relay_ms": relay_spread, "naive_ms": naive_spread, "competent_ms": competent_spread},
+        "retry_path": {
+            "retry_deliveries_per_s": retry_rate,
+            "competent_deliveries_per_s": competent_rate,
+            "ratio": retry_rate / competent_rate,
+        },
         "per_delivery": {"relay_us": relay_us, "bare_pooled_us": bare_us, "ratio": delivery_ratio, "target": "<= 1.25"},
     }
     OUT.mkdir(exist_ok=True)

@@ -71,6 +71,7 @@ class DeliveryResult:
     retry_after_seconds: int | None
     disable_endpoint: bool
     held: Held | None = None
+    excerpt: str | None = None  # the start of a failed answer's body
 
     @classmethod
     def unsent(
@@ -211,6 +212,7 @@ def _result(event: RelayEvent, target: WebhookTarget, outcome: WebhookOutcome, l
         retryable=retryable,
         retry_after_seconds=retry_after_seconds(outcome.retry_after) if retryable else None,
         disable_endpoint=status == 410,
+        excerpt=None if ok else outcome.excerpt,
     )
 
 

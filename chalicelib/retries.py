@@ -73,13 +73,15 @@ class Verdict(Enum):
 
 @dataclass(frozen=True)
 class Attempt:
-    """One attempt, as the dead letter's log shows it: when, what came back, and a short reason."""
+    """One attempt, as the dead letter's log shows it: when, what came back, a short reason and the start of the
+    receiver's answer."""
 
     number: int
     at: float
     status: int | None
     error: str | None
     latency_ms: float
+    excerpt: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of the ticket and the dead letter."""
@@ -89,13 +91,14 @@ class Attempt:
             "status": self.status,
             "error": self.error,
             "latency_ms": round(self.latency_ms, 1),
+            "excerpt": self.excerpt,
         }
 
     @classmethod
     def of(cls, number: int, result: DeliveryResult, at: float) -> Attempt:
         """The record of ``result``, the ``number``-th attempt."""
         error = result.error[:MAX_ERROR_CHARS] if result.error else None
-        return cls(number, at, result.status, error, result.latency_ms)
+        return cls(number, at, result.status, error, result.latency_ms, result.excerpt)
 
 
 def verdict(result: DeliveryResult, attempt: int, policy: RetryPolicy) -> Verdict:
@@ -180,7 +183,14 @@ class RetryTicket:
             if event is None and not isinstance(ref, str):
                 raise ValueError("neither event nor event_ref")
             attempts = tuple(
-                Attempt(int(a["attempt"]), float(a["at"]), a.get("status"), a.get("error"), float(a["latency_ms"]))
+                Attempt(
+                    int(a["attempt"]),
+                    float(a["at"]),
+                    a.get("status"),
+                    a.get("error"),
+                    float(a["latency_ms"]),
+                    a.get("excerpt"),
+                )
                 for a in doc.get("attempts", [])
             )
             return cls(

@@ -194,6 +194,8 @@ def queued(aws: None) -> Iterator[list[dict[str, Any]]]:
     sent: list[dict[str, Any]] = []
 
     def record(params: dict[str, Any], **_: Any) -> None:
+        if not str(params.get("QueueUrl", "")).endswith("/" + RETRY_QUEUE):
+            return  # a destination of kind sqs, not the retry queue
         entries = params["Entries"]
         sent.extend({"body": json.loads(e["MessageBody"]), "delay": e.get("DelaySeconds", 0)} for e in entries)
 

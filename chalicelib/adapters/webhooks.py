@@ -47,6 +47,8 @@ from chalicelib.ssrf import Resolver, WebhookAddressRefusedError, resolve_public
 
 # The relay only needs the status and Retry-After; a receiver that answers more does not get its connection kept.
 MAX_ANSWER_BYTES = 64 * 1024
+# How much of a failed answer's body the attempt log keeps.
+EXCERPT_CHARS = 200
 MAX_HEAD_BYTES = 64 * 1024
 # A connection attempt to one address gives up after this, so a second address still gets a chance.
 MAX_CONNECT_SECONDS = 5.0
@@ -68,6 +70,7 @@ class WebhookOutcome:
     retry_after: str | None = None
     error: str | None = None
     refused: bool = False
+    excerpt: str | None = None  # the start of a failed answer's body, printable characters only
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,7 +527,9 @@ class _SendAll:
 
     def _answered(self, flight: _Flight, answer: _Answer, *, complete: bool) -> None:
         keep = complete and answer.reusable and answer.end == len(flight.answer)
-        self._finish(flight, WebhookOutcome(status=answer.status, retry_after=answer.retry_after), keep=keep)
+        excerpt = None if 200 <= answer.status < 300 else _excerpt(flight.answer)
+        outcome = WebhookOutcome(status=answer.status, retry_after=answer.retry_after, excerpt=excerpt)
+        self._finish(flight, outcome, keep=keep)
 
     def _head(self, flight: _Flight) -> _Answer | None:
         """The head of the answer read so far; an answer that is not HTTP finishes ``flight``."""
@@ -601,6 +606,16 @@ def _request(endpoint: _Endpoint, headers: Mapping[str, str], body: bytes) -> by
     lines.append(f"Content-Length: {len(body)}")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1") + body
+
+
+def _excerpt(data: bytearray) -> str | None:
+    """The first characters of an answer's body, for the attempt log: printable text only, never the headers."""
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    text = bytes(data[head_end + 4 : head_end + 4 + EXCERPT_CHARS * 4]).decode("utf-8", "replace")
+    shown = "".join(c if c.isprintable() else " " for c in text).strip()[:EXCERPT_CHARS]
+    return shown or None
 
 
 def _parse_answer(data: bytearray) -> _Answer | None:

@@ -17,7 +17,7 @@ from app import app
 from chalicelib import clients, dependencies
 from chalicelib.chat_items import parse_sns_record
 from chalicelib.events import RelayEvent, event_from_chat_item, webhook_id_for
-from tests.conftest import PROJECT, QUARANTINE_BUCKET, REGION, load_event
+from tests.conftest import PROJECT, REGION, load_event
 
 pytestmark = pytest.mark.integration
 
@@ -224,11 +224,9 @@ def test_a_batch_the_queue_refuses_fails_its_own_events_only(client: Any, resour
     assert len(received(resources["standard"])) == 10
 
 
-def test_a_write_to_a_missing_resource_is_kept_as_undelivered(client: Any) -> None:
+def test_a_write_to_a_missing_resource_waits_in_the_retry_queue(client: Any, queued: list[dict[str, Any]]) -> None:
     clients.kinesis().delete_stream(StreamName="chat")
     client.lambda_.invoke("on_chat_message", stream_record("item-1", "2026-11-22T10:00:00.000Z"))
-    kept = clients.s3().list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix="quarantine/undelivered/stream/")
-    (only,) = kept["Contents"]
-    body = json.loads(clients.s3().get_object(Bucket=QUARANTINE_BUCKET, Key=only["Key"])["Body"].read())
-    assert body["error"] == "kinesis write failed: ResourceNotFoundException"
-    assert body["event"]["data"]["item_id"] == "item-1"
+    (ticket,) = queued
+    assert ticket["body"]["attempts"][0]["error"] == "kinesis write failed: ResourceNotFoundException"
+    assert ticket["body"]["event"]["data"]["item_id"] == "item-1"

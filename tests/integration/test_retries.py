@@ -113,7 +113,7 @@ def test_every_attempt_failing_ends_in_a_dead_letter_with_its_attempt_log(
     receiver: Receiver, configure: Any, queued: list[dict[str, Any]], relay_output: Any
 ) -> None:
     configure(retry_schedule=[0, 0, 0])
-    receiver.answer("/hook", Answer(status=500))
+    receiver.answer("/hook", Answer(status=500, body=b'{"error": "database down"}\r\n'))
     on_chat_message(load_event(MESSAGE), LambdaContext())
     retry(queued)
     retry(queued)
@@ -121,10 +121,10 @@ def test_every_attempt_failing_ends_in_a_dead_letter_with_its_attempt_log(
     (dead,) = kept("quarantine/dead-letters/hook/")
     assert dead["reason"] == "exhausted"
     assert dead["disable_endpoint"] is False
-    assert [(a["attempt"], a["status"], a["error"]) for a in dead["attempts"]] == [
-        (1, 500, "HTTP 500"),
-        (2, 500, "HTTP 500"),
-        (3, 500, "HTTP 500"),
+    assert [(a["attempt"], a["status"], a["error"], a["excerpt"]) for a in dead["attempts"]] == [
+        (1, 500, "HTTP 500", '{"error": "database down"}'),
+        (2, 500, "HTTP 500", '{"error": "database down"}'),
+        (3, 500, "HTTP 500", '{"error": "database down"}'),
     ]
     assert dead["event"]["type"] == "chat.message"
     assert dead["webhook_id"] == receiver.requests[0].headers["webhook-id"]
