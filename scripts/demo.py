@@ -31,6 +31,10 @@ STAGE_CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
 STAGE_ENV: dict[str, str] = STAGE_CONFIG["stages"]["dev"]["environment_variables"]
 INSTANCE_ID = STAGE_ENV["CONNECT_INSTANCE_ID"]
 INSTANCE_ARN = f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID}"
+# Where the dev stage watches for Connect's chat transcripts: s3://bucket/prefix.
+TRANSCRIPT_BUCKET, _, TRANSCRIPT_PREFIX = (
+    STAGE_ENV["RECONCILE_TRANSCRIPT_LOCATIONS"].removeprefix("s3://").partition("/")
+)
 FIFO_QUEUE, ROUTED_QUEUE, BUS, STREAM = "demo-chat-events.fifo", "demo-bus-target", "demo-chat", "demo-chat"
 BOLD, DIM, GREEN, RED, YELLOW, CYAN, RESET = (
     ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[33m", "\033[36m", "\033[0m")
@@ -89,6 +93,8 @@ class World:
                 "TRANSCRIPT_ARCHIVE": "s3-archive",
                 "TRANSCRIPT_GRACE_SECONDS": "0",
                 "TRANSCRIPT_RECHECK_SECONDS": "0",
+                # Reconciliation compares at once: the demo's stream has no items still on their way.
+                "RECONCILE_DELAY_SECONDS": "0",
             }
         )
         os.environ.pop("AWS_PROFILE", None)
@@ -172,6 +178,9 @@ class World:
         key_id = kms.create_key(Description="participant tokens")["KeyMetadata"]["KeyId"]
         kms.create_alias(AliasName=STAGE_ENV["PARTICIPANT_TOKEN_KEY_ID"], TargetKeyId=key_id)
         self.transcript_queue_url = sqs.create_queue(QueueName=STAGE_ENV["TRANSCRIPT_QUEUE_NAME"])["QueueUrl"]
+        self.reconcile_queue_url = sqs.create_queue(QueueName=STAGE_ENV["RECONCILE_QUEUE_NAME"])["QueueUrl"]
+        boto3.client("s3").create_bucket(Bucket=TRANSCRIPT_BUCKET)
+        self.connect.transcript_storage = (TRANSCRIPT_BUCKET, TRANSCRIPT_PREFIX)
         self.fifo_url = sqs.create_queue(QueueName=FIFO_QUEUE, Attributes={"FifoQueue": "true"})["QueueUrl"]
         self.routed_url = sqs.create_queue(QueueName=ROUTED_QUEUE)["QueueUrl"]
         events = boto3.client("events")
@@ -204,6 +213,7 @@ class Demo:
         self.client = Client(app, stage_name="dev", project_dir=str(ROOT))
         self.client.__enter__()
         self.seen: dict[str, int] = dict.fromkeys(world.receivers, 0)
+        self.late_chat = ""
         self.records: list[dict[str, Any]] = []
 
     def invoke(self, function: str, event: Any) -> Any:
@@ -411,6 +421,7 @@ def start_streaming(demo: Demo) -> str:
     greeting = chat_item(late, type_="MESSAGE", content_type="text/plain", content="Hi!", participant=FLOW)
     demo.item("a second chat's greeting, before any start", greeting)
     demo.contact_event(late)
+    demo.late_chat = late
     say(f"  second chat's INITIATED event             → {CYAN}streaming started by the event{RESET}")
     starts = [c for c in world.connect.calls if c[0] == "start_contact_streaming"]
     say(f"  Connect saw {len(starts)} StartContactStreaming calls for 4 contact events and 1 flow call")
@@ -675,6 +686,85 @@ def run(demo: Demo) -> None:
     start_contacts(demo)
     two_way_chat(demo)
     retry_when_back(demo)
+    reconcile(demo, chat)
+
+
+def reconcile(demo: Demo, chat: str) -> None:
+    """Part 5: both chats end; Connect writes their transcripts; reconciliation recovers the late chat's greeting."""
+    import boto3
+
+    world = demo.world
+    say(f"\n{BOLD}5. Reconciliation with Connect's own transcripts{RESET}")
+    keys = [key for session in (chat, demo.late_chat) for key in world.connect.end_chat(session)]
+    say(f"  both chats end: Connect writes {len(keys)} transcripts to s3://{TRANSCRIPT_BUCKET}/{TRANSCRIPT_PREFIX}")
+    for key in keys:
+        demo.invoke("on_transcript_written", object_created(key))
+    sqs = boto3.client("sqs")
+    while messages := sqs.receive_message(QueueUrl=world.reconcile_queue_url, MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
+        for message in messages:
+            event = demo.client.events.generate_sqs_event(
+                message_bodies=[message["Body"]], queue_name=STAGE_ENV["RECONCILE_QUEUE_NAME"]
+            )
+            demo.invoke("reconcile_transcripts", event)
+            sqs.delete_message(QueueUrl=world.reconcile_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    say(f"  EventBridge Object Created → reconcile_transcripts → {demo.deliveries()}")
+    reports = [
+        json.loads(request.body)
+        for request in world.receivers["archive"].requests
+        if json.loads(request.body)["type"] == "chat.transcript.reconciled"
+    ]
+    recovered = [
+        json.loads(request.body)
+        for request in world.receivers["crm"].requests
+        if json.loads(request.body)["data"].get("recovered") is True
+    ]
+    sessions: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        data = report["data"]
+        session = sessions.setdefault(
+            data["initial_contact_id"],
+            {
+                "initial_contact_id": data["initial_contact_id"],
+                "streamed": 0,
+                "recovered": 0,
+                "only_in_stream": 0,
+                "recovered_item_ids": [],
+            },
+        )
+        for name in ("streamed", "recovered", "only_in_stream"):
+            session[name] += data["counts"][name]
+        session["recovered_item_ids"] += data["recovered_item_ids"]
+    (OUT / "reconciliation.json").write_text(json.dumps(list(sessions.values()), indent=2) + "\n")
+    for session in sessions.values():
+        say(
+            f"  {session['initial_contact_id']}: streamed {session['streamed']}, recovered {session['recovered']},"
+            f" only in the stream {session['only_in_stream']}"
+        )
+    for envelope in recovered:
+        say(f'  {GREEN}recovered{RESET} {envelope["type"]} "{envelope["data"]["content"]}" → crm, marked recovered')
+    say(f"  per session: {OUT.name}/reconciliation.json")
+
+
+def object_created(key: str) -> dict[str, Any]:
+    """The EventBridge event S3 sends when Connect writes a transcript (the bucket's EventBridge switch is on)."""
+    return {
+        "version": "0",
+        "id": f"demo-{abs(hash(key)) % 10**8:08d}",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": ACCOUNT,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{TRANSCRIPT_BUCKET}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": TRANSCRIPT_BUCKET},
+            "object": {"key": key},
+            "reason": "PutObject",
+        },
+    }
 
 
 def metric_totals(log: Path) -> str:

@@ -123,6 +123,8 @@ class EmulatedConnect:
         # Connect's attachment scan (a Lambda the instance may configure): APPROVED or REJECTED.
         self.scan: Callable[[str, bytes], str] = lambda name, data: "APPROVED"
         self._failures: dict[str, list[ConnectError]] = {}
+        # The instance's CHAT_TRANSCRIPTS storage, (bucket, prefix): where a chat's transcripts go when it ends.
+        self.transcript_storage: tuple[str, str] | None = None
 
     # -- the chat's life, driven by the demo ---------------------------------------------------------------
     def open_chat(self, instance_id: str, contact_id: str | None = None) -> str:
@@ -132,10 +134,43 @@ class EmulatedConnect:
             self.chats[contact_id] = Chat(initial_contact_id=contact_id, instance_id=instance_id)
         return contact_id
 
-    def end_chat(self, initial_contact_id: str) -> None:
-        """The chat ends: its streams stop by themselves."""
+    def end_chat(self, initial_contact_id: str) -> list[str]:
+        """The chat ends: its streams stop by themselves, and with transcript storage configured Connect writes one
+        transcript per contact of the chat to S3. Returns the keys written."""
         with self._lock:
-            self.chats[initial_contact_id].ended = True
+            chat = self.chats[initial_contact_id]
+            chat.ended = True
+            items = list(self.transcripts.get(initial_contact_id, []))
+        if self.transcript_storage is None:
+            return []
+        return self._write_transcripts(chat, items, *self.transcript_storage)
+
+    def _write_transcripts(self, chat: Chat, items: list[dict[str, Any]], bucket: str, prefix: str) -> list[str]:
+        """Connect's transcript objects: typing and receipts left out, contact ids named once per document."""
+        by_contact: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            if item.get("ContentType") not in EVENT_TYPES:
+                by_contact.setdefault(item["ContactId"], []).append(item)
+        s3 = boto3.client("s3", region_name=self.region)
+        now = time.gmtime()
+        keys = []
+        for contact_id, contact_items in by_contact.items():
+            participants = dict.fromkeys(i["ParticipantId"] for i in contact_items if i.get("ParticipantId"))
+            document = {
+                "Version": "2019-08-26",
+                "AWSAccountId": "111122223333",
+                "InstanceId": chat.instance_id,
+                "InitialContactId": chat.initial_contact_id,
+                "ContactId": contact_id,
+                "Participants": [{"ParticipantId": participant} for participant in participants],
+                "Transcript": [
+                    {k: v for k, v in i.items() if k not in {"InitialContactId", "ContactId"}} for i in contact_items
+                ],
+            }
+            key = f"{prefix}{time.strftime('%Y/%m/%d', now)}/{contact_id}_{time.strftime('%Y%m%dT%H:%M', now)}_UTC.json"
+            s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
+            keys.append(key)
+        return keys
 
     def publish(self, item: dict[str, Any], *, visibility: str = "ALL") -> bool:
         """Publish a chat item to every topic the chat streams to, with Connect's message attributes.

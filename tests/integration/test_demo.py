@@ -75,3 +75,22 @@ def test_the_demos_two_way_chat_answers_through_the_routes_and_links_the_attachm
     assert attachment["archive"]["status"] == "copied"
     assert attachment["archive"]["url"].startswith("http://127.0.0.1:")
     assert two_way
+
+
+def test_the_demos_late_chat_gets_its_lost_greeting_back_marked_recovered() -> None:
+    # Given the demo's second chat, whose stream started after its greeting, When both chats end and Connect writes
+    # their transcripts, Then reconciliation delivers the greeting to crm with its live webhook-id, marked recovered,
+    # and reconciliation.json says so per session.
+    test_the_demo_runs_end_to_end_and_every_signature_verifies()
+    deliveries = [json.loads(line) for line in (PROJECT / ".relay-demo" / "deliveries.jsonl").read_text().splitlines()]
+    [greeting] = [d for d in deliveries if d["receiver"] == "crm" and d["body"]["data"].get("recovered") is True]
+    assert greeting["body"]["data"]["content"] == "Hi!"
+    assert greeting["signature_verified"]
+    sessions = json.loads((PROJECT / ".relay-demo" / "reconciliation.json").read_text())
+    late = next(s for s in sessions if s["initial_contact_id"] == greeting["body"]["data"]["initial_contact_id"])
+    assert late["recovered"] == 1
+    assert late["recovered_item_ids"] == [greeting["body"]["data"]["item_id"]]
+    assert all(set(s) >= {"initial_contact_id", "streamed", "recovered", "only_in_stream"} for s in sessions)
+    others = [s for s in sessions if s is not late]
+    assert others
+    assert all(s["recovered"] == 0 for s in others)
