@@ -291,6 +291,23 @@ def test_destinations_of_aws_kinds_are_written_not_posted_and_obey_the_same_filt
     assert sorted(r.destination for r in results) == ["archive", "hook"]
 
 
+def test_a_retry_ticket_for_an_aws_kind_is_written_again_through_the_one_redelivery_path() -> None:
+    # Given a ticket for an archive whose write failed, When the retry handler takes it
+    writer = FakeAwsDelivery()
+    publisher, fanout, queue, _ = relay(hook("hook"), archive("archive"), aws=writer)
+    publisher.retry(RetryTicket("archive", EVENT.webhook_id, EVENT, not_before=0.0), deadline=None)
+    # Then the event is written to the archive again, and nothing is posted or queued
+    assert writer.writes == [("archive", ["msg_1"])]
+    assert all(call == [] for call in fanout.calls)
+    assert queue.sent == []
+
+
+def test_a_retried_write_that_fails_again_goes_back_on_the_retry_queue() -> None:
+    publisher, _, queue, _ = relay(archive("archive"), aws=FakeAwsDelivery(failing=frozenset({"archive"})))
+    publisher.retry(RetryTicket("archive", EVENT.webhook_id, EVENT, not_before=0.0), deadline=None)
+    assert queue.sent == [("archive", "msg_1")]
+
+
 def test_a_failed_write_takes_the_same_durable_path_as_a_failed_post() -> None:
     publisher, _, queue, _ = relay(archive("archive"), aws=FakeAwsDelivery(failing=frozenset({"archive"})))
     results = publisher.publish(EVENT)
