@@ -356,8 +356,8 @@ def lambda_sns_event(envelope: dict[str, Any]) -> dict[str, Any]:
 EVENT = "application/vnd.amazonaws.connect.event."
 CUSTOMER = ("cust-0001", "CUSTOMER", "Jane")
 FLOW = ("sys-0001", "SYSTEM", "SYSTEM_MESSAGE")
-AGENT = ("agent-0001", "AGENT", "Sam (agent)")
-BILLING = ("agent-0002", "AGENT", "Ana (billing)")
+AGENT = ("agent-0001", "AGENT", "Sam")
+BILLING = ("agent-0002", "AGENT", "Ana")
 # (label, participant, Connect Type, ContentType, Content, extra fields, visibility) before the transfer ...
 BEFORE_TRANSFER: list[tuple[str, Any, str, str, str | None, dict[str, Any], str]] = [
     ("Jane joined", CUSTOMER, "EVENT", EVENT + "participant.joined", None, {}, "ALL"),
@@ -620,7 +620,7 @@ def two_way_chat(demo: Demo) -> None:
 
     from scripts.emulated_connect import chat_item
 
-    say(f"\n{BOLD}5. A two-way chat: a channel bridge answers through the relay{RESET}")
+    say(f"\n{BOLD}6. A two-way chat: a channel bridge answers through the relay{RESET}")
     bridge = ChannelBridge(demo, "channel-bridge")
     started = bridge.post(
         "/chat-contacts",
@@ -668,7 +668,7 @@ def retry_when_back(demo: Demo) -> None:
     """Part 5: the destination that was down comes back and gets its events from the retry queue."""
     from scripts.receivers import Answer
 
-    say(f"\n{BOLD}5. Down, then back: the retry queue{RESET}")
+    say(f"\n{BOLD}7. Down, then back: the retry queue{RESET}")
     say(f"  {DIM}analytics answered 503: its chat.ended waits in the SQS retry queue (schedule compressed){RESET}")
     demo.world.statuses["analytics"] = 204
     demo.world.receivers["analytics"].answer("/hook", Answer(status=204))
@@ -694,7 +694,7 @@ def reconcile(demo: Demo, chat: str) -> None:
     import boto3
 
     world = demo.world
-    say(f"\n{BOLD}5. Reconciliation with Connect's own transcripts{RESET}")
+    say(f"\n{BOLD}8. Reconciliation with Connect's own transcripts{RESET}")
     keys = [key for session in (chat, demo.late_chat) for key in world.connect.end_chat(session)]
     say(f"  both chats end: Connect writes {len(keys)} transcripts to s3://{TRANSCRIPT_BUCKET}/{TRANSCRIPT_PREFIX}")
     for key in keys:
