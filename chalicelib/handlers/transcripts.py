@@ -8,6 +8,7 @@ from typing import Any
 from chalice.app import Blueprint, SQSEvent
 
 from chalicelib.dependencies import quarantine, transcript_service
+from chalicelib.errors import SettingsError
 from chalicelib.observability import contact_keys, count, logger, observed
 from chalicelib.settings import INSTANCE_ID, deploy_time
 
@@ -39,8 +40,8 @@ def assemble_transcripts(event: SQSEvent) -> None:
         initial_contact_id, reason = request
         with contact_keys(initial_contact_id=initial_contact_id, contact_id=None):
             if service is None:
-                logger.warning("transcripts are not configured (TRANSCRIPT_QUEUE_URL)")
-                return
+                # Raising keeps the request on the queue (and then its dead-letter queue) rather than dropping it.
+                raise SettingsError("transcripts are not configured (TRANSCRIPT_QUEUE_URL) but a request is queued")
             service.assemble(initial_contact_id, reason)
 
 

@@ -19,7 +19,9 @@ from standardwebhooks import Webhook
 
 from app import app
 from chalicelib import clients, dependencies
+from chalicelib.errors import SettingsError
 from chalicelib.events import load_schema
+from chalicelib.handlers import transcripts as transcripts_handler
 from scripts.receivers import Receiver
 from tests.conftest import PROJECT, QUARANTINE_BUCKET, TRANSCRIPT_QUEUE, load_event
 
@@ -193,3 +195,13 @@ def test_an_unreadable_request_is_kept_not_retried(client: Any) -> None:
     assemble(client, ["not json"])
     listing = clients.s3().list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix="quarantine/invalid/transcripts/")
     assert len(listing["Contents"]) == 1
+
+
+def test_a_request_without_a_transcript_queue_stays_on_the_queue(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a stage whose transcript queue setting is gone, when a request arrives, then the invocation fails so SQS
+    keeps the request (and its dead-letter queue after that) instead of deleting it unassembled."""
+    # The stage's own environment is applied on every invoke, so the unconfigured service is stood in directly.
+    monkeypatch.setattr(transcripts_handler, "transcript_service", lambda: None)
+    body = json.dumps({"initial_contact_id": SESSION, "reason": "ended"})
+    with pytest.raises(SettingsError, match="not configured"):
+        assemble(client, [body])
