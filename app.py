@@ -20,6 +20,7 @@ from chalicelib.handlers.docs import api_docs
 from chalicelib.handlers.flow import flow
 from chalicelib.handlers.reconciliation import reconciliation
 from chalicelib.handlers.redrive_api import redrive_api
+from chalicelib.handlers.replays_api import replays_api
 from chalicelib.handlers.retries import retries
 from chalicelib.handlers.streaming_api import streaming_api
 from chalicelib.handlers.transcripts import transcripts
@@ -44,6 +45,7 @@ app.register_blueprint(contacts_api)
 app.register_blueprint(chats_api)
 app.register_blueprint(destinations_api)
 app.register_blueprint(redrive_api)
+app.register_blueprint(replays_api)
 app.register_blueprint(api_docs)
 app.register_blueprint(transcripts)
 app.register_blueprint(reconciliation)

@@ -2,6 +2,7 @@
 
     python -m chalicelib.cli --stage prod enable NAME
     python -m chalicelib.cli --stage prod redrive NAME [--kind dead-letters|undelivered] [--limit N]
+    python -m chalicelib.cli --stage prod replay NAME (--session ID | --from TIME --to TIME) [--archive S3_NAME]
 
 ``--stage`` takes the stage's settings from ``.chalice/config.json`` (variables already set win); without it the
 environment must hold them, as in Lambda.
@@ -18,6 +19,13 @@ from pathlib import Path
 from typing import TextIO
 
 from chalicelib import dependencies
+from chalicelib.archive_replay import (
+    ReplayArchiveUnavailableError,
+    ReplayDestinationUnknownError,
+    ReplayState,
+    parse_request,
+)
+from chalicelib.errors import RequestValidationError
 from chalicelib.health import HealthReplayBusyError, ReplayProgress
 from chalicelib.redrive import KINDS, RedriveSummary
 from chalicelib.relay import DestinationUnknownError, Relay
@@ -29,6 +37,8 @@ CALL_SECONDS = 60.0
 STALL_PAUSE_SECONDS = 1.0
 STALLS = 30
 BAR_WIDTH = 30
+# How often the replay command reads the replay's progress.
+POLL_SECONDS = 1.0
 
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stderr) -> int:
@@ -46,9 +56,23 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stderr) -> int:
     redrive.add_argument("name", help="the destination's name")
     redrive.add_argument("--kind", choices=KINDS, action="append", help="only this kind (repeatable); default both")
     redrive.add_argument("--limit", type=int, default=None, help="stop after this many (run again to go on)")
+    replay = commands.add_parser(
+        "replay",
+        help="send a session's or a time range's archived events again to one destination, original webhook-ids",
+    )
+    replay.add_argument("name", help="the destination's name")
+    replay.add_argument("--session", help="the session's initial contact id")
+    replay.add_argument("--from", dest="start", help="the range's start, ISO 8601 with its offset (included)")
+    replay.add_argument("--to", dest="end", help="the range's end (excluded); at most 31 days after --from")
+    replay.add_argument("--archive", help="the s3 destination to read (default: the first that can be listed so)")
+    replay.add_argument("--no-wait", action="store_true", help="queue it and print its id; do not follow it")
     args = parser.parse_args(argv)
     if args.stage and not _stage_environment(args.stage):
         parser.error(f"--stage {args.stage}: no such stage in {CONFIG_FILE.name}")
+    if args.command == "replay":
+        body = {"destination": args.name, "initial_contact_id": args.session, "archive": args.archive}
+        body |= {"from": args.start, "to": args.end} if args.start or args.end else {}
+        return replay_archive({key: value for key, value in body.items() if value is not None}, not args.no_wait, out)
     if args.command == "redrive":
         return redrive_destination(args.name, tuple(args.kind or KINDS), args.limit, out)
     return enable_destination(args.name, out)
@@ -70,6 +94,40 @@ def redrive_destination(name: str, kinds: tuple[str, ...], limit: int | None, ou
         file=out,
     )
     return 0 if summary.refused == 0 and summary.unreadable == 0 else 1
+
+
+def replay_archive(body: dict[str, str], wait: bool, out: TextIO) -> int:
+    """Queue a replay on the stage's retry queue (its retry_deliveries does the work), then follow it with a
+    progress bar until it has finished; the exit status is 0 when every event was delivered or is retrying."""
+    replays = dependencies.archive_replays()
+    try:
+        state = replays.start(parse_request(body))
+    except RequestValidationError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem.field}: {problem.problem}", file=out)
+        return 2
+    except (ReplayDestinationUnknownError, ReplayArchiveUnavailableError) as exc:
+        print(f"error: {exc}", file=out)
+        return 2
+    print(f"replay {state.replay_id} to {state.destination} from the archive {state.archive!r}: queued", file=out)
+    if not wait:
+        return 0
+    while not state.finished:
+        time.sleep(POLL_SECONDS)
+        state = replays.status(state.replay_id)
+        total = state.found or 0
+        filled = BAR_WIDTH if total == 0 else BAR_WIDTH * state.cursor // total
+        out.write(f"\r{state.destination} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {state.cursor}/{total} sent")
+        out.flush()
+    _replay_summary(state, out)
+    return 0 if state.status == "completed" and state.tally.failed == 0 else 1
+
+
+def _replay_summary(state: ReplayState, out: TextIO) -> None:
+    counts = " ".join(f"{name}={value}" for name, value in state.tally.as_dict().items())
+    print(f"\n{state.status}: found={state.found} {counts}", file=out)
+    if state.outcome:
+        print(state.outcome, file=out)
 
 
 def enable_destination(name: str, out: TextIO) -> int:

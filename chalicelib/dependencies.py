@@ -17,11 +17,13 @@ from chalicelib.adapters.connect_transcripts import ArchiveSessions, ConnectTran
 from chalicelib.adapters.health_table import HealthTable
 from chalicelib.adapters.participant import ParticipantGateway
 from chalicelib.adapters.quarantine import Quarantine
+from chalicelib.adapters.replay_store import ReplayQueue, ReplayStore
 from chalicelib.adapters.retry_queue import RetryQueue
 from chalicelib.adapters.secrets import SecretResolver
 from chalicelib.adapters.streams_table import StreamsTable
 from chalicelib.adapters.transcript_queue import TranscriptQueue
 from chalicelib.adapters.webhooks import WebhookSender
+from chalicelib.archive_replay import ArchiveReplays
 from chalicelib.attachment_links import AttachmentLinks
 from chalicelib.aws_delivery import AwsDelivery
 from chalicelib.delivery import Fanout
@@ -227,6 +229,26 @@ def redrive() -> Redrive:
     return Redrive(quarantine(), retry_queue())
 
 
+@cache
+def archive_replays() -> ArchiveReplays:
+    """Replays archived events to a destination (the route starts them, the retry queue's consumer does the work)."""
+    settings = get_settings()
+    return ArchiveReplays(
+        store=ReplayStore(
+            clients.dynamodb(),
+            settings.health_table_name,
+            clients.s3(),
+            settings.quarantine_bucket,
+            settings.quarantine_prefix,
+        ),
+        queue=ReplayQueue(clients.sqs(), settings.retry_queue_url),
+        archive=aws_delivery().archive,
+        relay=relay(),
+        config=destinations,
+        default_archive=settings.transcript_archive,
+    )
+
+
 def reset() -> None:
     """Forget every collaborator, the settings and the clients."""
     for factory in (
@@ -245,6 +267,7 @@ def reset() -> None:
         relay,
         retry_queue,
         redrive,
+        archive_replays,
     ):
         factory.cache_clear()
     get_settings.cache_clear()

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.batches import WriteFailure, aws_error_code, session_key
 from chalicelib.errors import RelayError
+from chalicelib.events import RelayEvent, webhook_id_for
+from chalicelib.retries import event_from_envelope
 from chalicelib.transcripts import ArchivedEvent
 
 if TYPE_CHECKING:
@@ -23,7 +27,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
 
     from chalicelib.destination_kinds import ArchiveTarget
-    from chalicelib.events import RelayEvent
     from chalicelib.transcripts import Transcript
 
 # Ids come from outside: percent-encoding keeps keys and metadata readable, ASCII and free of collisions.
@@ -90,6 +93,14 @@ def object_metadata(event: RelayEvent) -> dict[str, str]:
     return {name: quote(str(value), safe=_KEY_SAFE) for name, value in values.items() if value is not None}
 
 
+@dataclass(frozen=True)
+class ArchivedKey:
+    """One archived object as a listing shows it: its key and when it arrived (S3's LastModified, ISO 8601)."""
+
+    key: str
+    arrived: str
+
+
 class Archive:
     """Writes events to S3 archives."""
 
@@ -120,6 +131,33 @@ class Archive:
         events = [ArchivedEvent(envelope, arrival) for envelope, arrival in zip(envelopes, keys, strict=True)]
         # A template that does not end the session id with a literal could also list a longer id's items.
         return [event for event in events if event.data.get("initial_contact_id") in (initial_contact_id, None)]
+
+    def keys(self, target: ArchiveTarget, prefix: str) -> Iterator[ArchivedKey]:
+        """Every archived object under ``prefix``, in S3's key order (listed 1,000 a request)."""
+        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield ArchivedKey(obj["Key"], obj["LastModified"].isoformat())
+
+    def read_event(self, target: ArchiveTarget, key: str) -> RelayEvent | None:
+        """The archived event at ``key``, with the ``webhook-id`` it was first delivered with (the object's
+        metadata; derived from the item id, as the stream derives it, when the metadata lacks it).
+
+        None when the object is gone (expired by a lifecycle rule, say); ``ValueError`` when it is not an event.
+        """
+        try:
+            answer = self._client.get_object(Bucket=target.bucket, Key=key)
+        except ClientError as exc:
+            if aws_error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
+        envelope = json.loads(answer["Body"].read())
+        data = envelope.get("data") if isinstance(envelope, dict) else None
+        webhook_id = unquote(answer.get("Metadata", {}).get("webhook-id", ""))
+        if not webhook_id and isinstance(data, dict) and isinstance(data.get("item_id"), str):
+            webhook_id = webhook_id_for(data["item_id"])
+        if not webhook_id:
+            raise ValueError(f"the archived object {key} names no webhook id")
+        return event_from_envelope(envelope, webhook_id)
 
     def _read(self, bucket: str, key: str) -> dict[str, Any]:
         body = self._client.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -1,4 +1,4 @@
-"""The retry queue's consumer: each ticket is a delivery waiting for its next attempt.
+"""The retry queue's consumer: each ticket is a delivery waiting for its next attempt, or a replay's next step.
 
 Partial batch responses (ReportBatchItemFailures, set in the packaged template): only the tickets whose outcome
 could not be kept return to the queue, and tickets the invocation had no time left for return untouched.
@@ -11,8 +11,9 @@ from typing import Any
 
 from chalice.app import Blueprint, SQSEvent
 
+from chalicelib.archive_replay import ReplayTicket
 from chalicelib.deadlines import deadline_of
-from chalicelib.dependencies import quarantine, relay
+from chalicelib.dependencies import archive_replays, quarantine, relay
 from chalicelib.observability import count, logger, observed
 from chalicelib.retries import RetryTicket, RetryTicketInvalidError
 from chalicelib.settings import retry_queue_name
@@ -37,6 +38,14 @@ def retry_deliveries(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
             logger.info("retry batch cut short by the invocation's time", extra={"returned": len(left)})
             failures += left
             break
+        replay = ReplayTicket.of(str(record.get("body", "")))
+        if replay is not None:
+            try:
+                archive_replays().work(replay, deadline=deadline)
+            except Exception:
+                logger.exception("replay step not done; it stays on the queue", extra={"replay_id": replay.replay_id})
+                failures.append(message_id)
+            continue
         try:
             ticket = RetryTicket.from_json(str(record.get("body", "")))
         except RetryTicketInvalidError as exc:
