@@ -33,6 +33,8 @@ PUBLISHING_FUNCTIONS = (
 TRANSCRIPT_FUNCTION = "assemble_transcripts"
 # The function that reads the archive's sessions to compare them with Connect's transcripts.
 RECONCILIATION_FUNCTION = "reconcile_transcripts"
+# The function that does the replays' work (their tickets wait on the retry queue): it lists and reads every archive.
+REPLAY_FUNCTION = "retry_deliveries"
 SID_PREFIX = "Destinations"
 
 
@@ -125,6 +127,39 @@ def archive_read_statements(config: RelayConfig, archive_name: str) -> list[dict
     return statements
 
 
+def replay_statements(config: RelayConfig) -> list[dict[str, Any]]:
+    """Listing and reading every archive (its key prefix only), and decrypting it: what replays read."""
+    listings: dict[str, set[str]] = defaultdict(set)
+    objects: set[str] = set()
+    keys: set[str] = set()
+    aliases: dict[str, set[str]] = defaultdict(set)
+    for destination in config.destinations:
+        target = destination.target
+        if not isinstance(target, ArchiveTarget):
+            continue
+        listings[f"arn:aws:s3:::{target.bucket}"].add(f"{target.key_prefix}*")
+        objects.add(f"arn:aws:s3:::{target.bucket}/{target.key_prefix}*")
+        key = target.kms_key
+        if key is not None and key.name.startswith("alias/"):
+            aliases[f"arn:{key.partition}:kms:{key.region}:{key.account}:key/*"].add(key.name)
+        elif key is not None:
+            keys.add(key.value)
+    statements = []
+    for index, (bucket, prefixes) in enumerate(sorted(listings.items())):
+        listing = _statement(f"DestinationsReplayList{index or ''}", ["s3:ListBucket"], {bucket})
+        listing["Condition"] = {"StringLike": {"s3:prefix": sorted(prefixes)}}
+        statements.append(listing)
+    statements += [
+        _statement("DestinationsReplayRead", ["s3:GetObject"], objects),
+        _statement("DestinationsReplayKeys", ["kms:Decrypt"], keys),
+    ]
+    for index, (resource, names) in enumerate(sorted(aliases.items())):
+        statement = _statement(f"DestinationsReplayKeyAliases{index or ''}", ["kms:Decrypt"], {resource})
+        statement["Condition"] = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": sorted(names)}}
+        statements.append(statement)
+    return [statement for statement in statements if statement["Resource"]]
+
+
 def _statement(sid: str, actions: list[str], resources: set[str]) -> dict[str, Any]:
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": sorted(resources)}
 
@@ -146,6 +181,8 @@ def rendered(stage: str, function: str) -> tuple[Path, str]:
         statements += transcript_statements(config, environment.get("TRANSCRIPT_ARCHIVE", "archive"))
     if function == RECONCILIATION_FUNCTION:
         statements += archive_read_statements(config, environment.get("TRANSCRIPT_ARCHIVE", "archive"))
+    if function == REPLAY_FUNCTION:
+        statements += replay_statements(config)
     document["Statement"] = kept + statements
     return path, json.dumps(document, indent=2) + "\n"
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from app import app
+from chalicelib.destination_kinds import ArchiveTarget
 from chalicelib.destinations import parse_relay_config
 from scripts.render_policies import PUBLISHING_FUNCTIONS, destination_statements, rendered
 from tests.conftest import PROJECT
@@ -159,6 +160,9 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "s3:GetObject",
         "ssm:GetParameter",
         "secretsmanager:GetSecretValue",
+        # Replays' steps wait on the retry queue: listing and reading the archives, SSE-KMS.
+        "s3:ListBucket",
+        "kms:Decrypt",
     }
 
 
@@ -275,6 +279,28 @@ def test_connects_transcripts_are_read_only_and_only_under_the_watched_prefixes(
         for resource in statement["Resource"]
     }
     assert watched <= granted
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_replays_list_and_read_only_the_archives_prefixes(stage: str) -> None:
+    source = PROJECT / "chalicelib" / "config" / f"destinations-{stage}.json"
+    config = parse_relay_config(json.loads(source.read_text()), source=str(source))
+    archives = [d.target for d in config.destinations if isinstance(d.target, ArchiveTarget)]
+    assert archives, "both stages ship an archive"
+    document = policy(stage, "retry_deliveries")
+    listing = [s for s in document["Statement"] if "s3:ListBucket" in s["Action"]]
+    assert [(s["Action"], s["Resource"], s["Condition"]) for s in listing] == [
+        (
+            ["s3:ListBucket"],
+            [f"arn:aws:s3:::{target.bucket}"],
+            {"StringLike": {"s3:prefix": [f"{target.key_prefix}*"]}},
+        )
+        for target in archives
+    ]
+    read = {r for s in document["Statement"] if s.get("Sid") == "DestinationsReplayRead" for r in s["Resource"]}
+    assert read == {f"arn:aws:s3:::{target.bucket}/{target.key_prefix}*" for target in archives}
+    decrypt = [s for s in document["Statement"] if "kms:Decrypt" in s["Action"]]
+    assert all(s["Action"] == ["kms:Decrypt"] for s in decrypt)
 
 
 def test_the_retry_queue_s_consumer_reports_partial_batch_failures_in_the_packaged_template() -> None:
