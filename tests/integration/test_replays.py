@@ -139,7 +139,7 @@ def queue_url() -> str:
 def pump(context_seconds: float = 60.0) -> list[str]:
     """Hand the retry queue's visible messages to retry_deliveries, as the event source mapping does, until it is
     empty; returns the bodies handled."""
-    sqs, handled = clients.sqs(), []
+    sqs, handled = clients.sqs(), list[str]()
     while True:
         messages = sqs.receive_message(QueueUrl=queue_url(), MaxNumberOfMessages=10).get("Messages", [])
         if not messages:
