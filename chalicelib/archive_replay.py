@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 MAX_RANGE: Final = timedelta(days=31)
 # A replay holds at most this many items (its key list is one S3 object); narrow the range for more.
 MAX_ITEMS: Final = 100_000
-# Events one ticket re-delivers at most, and the time it leaves itself to hand the rest on.
+# Events one ticket re-delivers at most, and the most time it leaves unused at its end (a slow delivery started
+# late is cut short by the invocation's deadline, and then retried like any failed delivery).
 CHUNK_EVENTS: Final = 200
 CHUNK_MARGIN_SECONDS: Final = 5.0
 # How long a replay's record is kept after its last change (DynamoDB TTL).
@@ -480,13 +481,14 @@ class ArchiveReplays:
         if target is None:
             self._fail(state, f"the archive {state.archive!r} is no longer configured")
             return
-        # Deliveries end early enough to hand the rest on within the invocation.
-        delivery_deadline = None if deadline is None else deadline - CHUNK_MARGIN_SECONDS / 2
+        # No event is started in the last part of the step's time (``deadline`` already keeps the bookkeeping's
+        # margin): a third of it, at most CHUNK_MARGIN_SECONDS, so even a short invocation makes progress.
+        margin = 0.0 if deadline is None else min(CHUNK_MARGIN_SECONDS, (deadline - time.monotonic()) / 3)
         tally, position = Tally(), state.cursor
         end = min(len(keys), state.cursor + CHUNK_EVENTS)
-        while position < end and (deadline is None or deadline - time.monotonic() > CHUNK_MARGIN_SECONDS):
+        while position < end and (deadline is None or deadline - time.monotonic() > margin):
             event = self._readable_event(target, keys[position])
-            tally = tally.add("skipped" if event is None else self._deliver(destination, event, delivery_deadline))
+            tally = tally.add("skipped" if event is None else self._deliver(destination, event, deadline))
             position += 1
         done = position >= len(keys)
         if not done:

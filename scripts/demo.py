@@ -69,7 +69,8 @@ class World:
         self.connect = EmulatedConnect(REGION)
         connect_url = self.connect.start()
         self.receivers = {
-            name: Receiver().start() for name in ("crm", "agent-assist", "archive", "analytics", "channel-bridge")
+            name: Receiver().start()
+            for name in ("crm", "agent-assist", "archive", "analytics", "channel-bridge", "backfill")
         }
         self.statuses = dict.fromkeys(self.receivers, 204)
         self.statuses["analytics"] = 503  # a destination that is down: its events wait in the retry queue
@@ -102,7 +103,7 @@ class World:
         self._write_config()
         self._create_infrastructure()
 
-    def _write_config(self) -> None:
+    def _write_config(self, *, backfill: bool = False) -> None:
         def hook(name: str, **filters: Any) -> dict[str, Any]:
             return {
                 "name": name,
@@ -141,6 +142,8 @@ class World:
                     "kind": "kinesis",
                     "stream_arn": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{STREAM}",
                 },
+                # A consumer that joins after the chat: it gets the session's history by replay (part 9).
+                *([hook("backfill")] if backfill else []),
             ],
         }
         (OUT / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -687,6 +690,7 @@ def run(demo: Demo) -> None:
     two_way_chat(demo)
     retry_when_back(demo)
     reconcile(demo, chat)
+    replay(demo, chat)
 
 
 def reconcile(demo: Demo, chat: str) -> None:
@@ -745,6 +749,40 @@ def reconcile(demo: Demo, chat: str) -> None:
     for envelope in recovered:
         say(f'  {GREEN}recovered{RESET} {envelope["type"]} "{envelope["data"]["content"]}" → crm, marked recovered')
     say(f"  per session: {OUT.name}/reconciliation.json")
+
+
+def replay(demo: Demo, chat: str) -> None:
+    """Part 9: a consumer that joins after the chat gets the session again from the archive, original ids."""
+    world = demo.world
+    say(f"\n{BOLD}9. Replay: a late consumer gets the session from the archive{RESET}")
+    world._write_config(backfill=True)
+    say(f"  {DIM}backfill joins the destinations file after the chat has ended{RESET}")
+    body = json.dumps({"destination": "backfill", "initial_contact_id": chat})
+    with contextlib.redirect_stdout(world.log):
+        answer = demo.client.http.post("/replays", headers={"Content-Type": "application/json"}, body=body)
+    state = answer.json_body
+    say(f"  POST /replays {{destination: backfill, session {chat[:8]}…}} → {answer.status_code} {state['status']}")
+    for _ in range(30):
+        demo.pump_retries(seconds=0.5)
+        with contextlib.redirect_stdout(world.log):
+            state = demo.client.http.get(f"/replays/{state['replay_id']}").json_body
+        if state["status"] in ("completed", "failed"):
+            break
+    say(f"  retry_deliveries: list the archive, then send in AbsoluteTime order → {demo.deliveries()}")
+    replayed = world.receivers["backfill"].requests
+    live = {(request.headers["webhook-id"], request.body) for request in world.receivers["archive"].requests}
+    same_ids = all((request.headers["webhook-id"], request.body) in live for request in replayed)
+    times = [json.loads(request.body)["timestamp"] for request in replayed]
+    say(
+        f"  GET /replays/{state['replay_id'][:8]}… → {state['status']}: found {state['found']}, "
+        f"delivered {state['delivered']}, retrying {state['retrying']}, failed {state['failed']}, "
+        f"skipped {state['skipped']}"
+    )
+    say(
+        f"  each with the webhook-id and body archive got live: {'yes' if same_ids else 'NO'} · "
+        f"AbsoluteTime order: {'yes' if times == sorted(times) else 'NO'} · signed afresh"
+    )
+    (OUT / "replay.json").write_text(json.dumps(state, indent=2) + "\n")
 
 
 def object_created(key: str) -> dict[str, Any]:

@@ -30,12 +30,12 @@ def test_the_demo_runs_end_to_end_and_every_signature_verifies() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     deliveries = [json.loads(line) for line in (PROJECT / ".relay-demo" / "deliveries.jsonl").read_text().splitlines()]
     receivers = {d["receiver"] for d in deliveries}
-    assert receivers == {"crm", "agent-assist", "archive", "analytics", "channel-bridge"}
+    assert receivers == {"crm", "agent-assist", "archive", "analytics", "channel-bridge", "backfill"}
     assert all(d["signature_verified"] for d in deliveries)
     assert {d["body"]["type"] for d in deliveries} >= {"chat.message", "chat.ended", "chat.attachment", "call.started"}
     assert all("webhook-signature" in d["headers"] for d in deliveries)
     config = json.loads((PROJECT / ".relay-demo" / "config.json").read_text())
-    assert len(config["destinations"]) == 9
+    assert len(config["destinations"]) == 10  # backfill joined for the replay
     chat = next(d["body"]["data"]["initial_contact_id"] for d in deliveries if d["body"]["type"] == "chat.ended")
     transcript = json.loads((PROJECT / ".relay-demo" / "transcripts" / f"{chat}.json").read_text())
     said = [item.get("Content") for item in transcript["Transcript"]]
@@ -94,3 +94,22 @@ def test_the_demos_late_chat_gets_its_lost_greeting_back_marked_recovered() -> N
     others = [s for s in sessions if s is not late]
     assert others
     assert all(s["recovered"] == 0 for s in others)
+
+
+def test_the_demos_replay_sends_the_session_again_with_its_original_ids_in_order() -> None:
+    # Given the demo's output (the first test ran it), Then the session replayed to backfill from the archive: each
+    # event with the webhook-id and body the archive receiver got live, in AbsoluteTime order, all verified.
+    if not (PROJECT / ".relay-demo" / "replay.json").exists():
+        test_the_demo_runs_end_to_end_and_every_signature_verifies()
+    deliveries = [json.loads(line) for line in (PROJECT / ".relay-demo" / "deliveries.jsonl").read_text().splitlines()]
+    replayed = [d for d in deliveries if d["receiver"] == "backfill"]
+    live = {(d["headers"]["webhook-id"], json.dumps(d["body"])) for d in deliveries if d["receiver"] == "archive"}
+    assert replayed
+    assert all((d["headers"]["webhook-id"], json.dumps(d["body"])) in live for d in replayed)
+    assert all(d["signature_verified"] for d in replayed)
+    times = [d["body"]["timestamp"] for d in replayed]
+    assert times == sorted(times)
+    state = json.loads((PROJECT / ".relay-demo" / "replay.json").read_text())
+    assert state["status"] == "completed"
+    assert state["found"] == state["delivered"] == len(replayed)
+    assert {d["body"]["data"]["initial_contact_id"] for d in replayed} == {state["initial_contact_id"]}
