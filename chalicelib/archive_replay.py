@@ -167,6 +167,8 @@ class ReplayTicket:
     @classmethod
     def of(cls, text: str) -> ReplayTicket | None:
         """The replay ticket in a queue message, or None when it is not one (a retry ticket, or unreadable)."""
+        if not text.startswith('{"replay":'):
+            return None  # every retry ticket: no second parse on the retry path
         try:
             doc = json.loads(text)
         except ValueError:

@@ -8,6 +8,7 @@ permanent 4xx), with the event and every attempt's status, time and reason; redr
 ``retrying/``: bodies of events too large for a queue message, which the retry ticket names.
 ``undecided/``: events a destination's filters could not decide on (no instance id, unknown visibility), with
 the reason, instead of a delivery that might reach the wrong audience.
+``replays/``: the ordered archive keys of each replay (written by ``chalicelib.adapters.replay_store``).
 """
 
 from __future__ import annotations
