@@ -328,7 +328,12 @@ class ArchiveReplays:
             end=request.end,
         )
         self._store.create(state, expires_at=state.created_at + RECORD_SECONDS)
-        self._queue.send(ReplayTicket(state.replay_id))
+        try:
+            self._queue.send(ReplayTicket(state.replay_id))
+        except Exception:
+            # Not left "queued" for ever: the caller is told to start it again.
+            self._fail(state, "the retry queue did not take the replay; start it again")
+            raise
         count("ReplayStarted")
         logger.info("replay queued", extra={"replay_id": state.replay_id, "destination": state.destination})
         return state

@@ -138,3 +138,13 @@ def test_a_table_that_fails_answers_503_with_retry_after(http: CheckedHTTP) -> N
 def test_the_routes_are_iam_authorised_whatever_api_auth_says() -> None:
     for path, method in (("/replays", "POST"), ("/replays/{replay_id}", "GET")):
         assert isinstance(app.routes[path][method].authorizer, IAMAuthorizer)
+
+
+def test_a_replay_the_queue_does_not_take_is_answered_503_and_recorded_failed(http: CheckedHTTP) -> None:
+    clients.sqs().delete_queue(QueueUrl=clients.sqs().get_queue_url(QueueName=RETRY_QUEUE)["QueueUrl"])
+    answer = post(http, {"destination": "crm", "initial_contact_id": SESSION})
+    assert answer.status_code == 503
+    items = clients.dynamodb().scan(TableName=HEALTH_TABLE)["Items"]
+    [record] = [item for item in items if item["pk"]["S"].startswith("replay#")]
+    assert record["status"]["S"] == "failed"
+    assert "start it again" in record["outcome"]["S"]
