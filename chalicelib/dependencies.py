@@ -200,6 +200,7 @@ def reconciliation_service() -> ReconciliationService | None:
             delay_seconds=settings.reconcile_delay_seconds,
             deliver=settings.reconcile_deliver,
         ),
+        transcripts=transcript_service(),
     )
 
 

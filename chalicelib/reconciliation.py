@@ -8,13 +8,22 @@ AbsoluteTime order. Items only the stream has (typing, receipts) are reported, n
 
 Transcripts are untrusted input: :func:`parse_connect_transcript` raises :class:`TranscriptUnreadableError` and
 nothing else, and an item it cannot use is reported with its reason, never dropped silently.
+
+Connect names each object ``<prefix>yyyy/mm/dd/<ContactId>_<yyyymmddThh:mm>_UTC.json``: the key's contact id must
+be one the document names (else the object is kept, not trusted), and stands in for a document that names none.
+
+A transcript item carries no ``MessageVisibility`` (the stream has it only as an SNS attribute), so
+:func:`transcript_visibility` decides it only where Connect leaves no choice, and leaves it unknown (the audience
+filters then fail closed) everywhere else. The sources are in ``tests/events/transcripts/README.md``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Final, NoReturn
 
 from chalicelib.chat_items import ChatItem, ChatItemInvalidError, parse_sns_record
@@ -26,6 +35,12 @@ from chalicelib.strict_json import STRICT_JSON
 TRANSCRIPT_RECONCILED: Final = "chat.transcript.reconciled"
 # Connect's transcripts are far smaller; anything bigger is not one, and is kept rather than parsed.
 MAX_TRANSCRIPT_BYTES: Final = 64 * 1024 * 1024
+# The file name Connect gives a contact's transcript: <ContactId>_<yyyymmddThh:mm>_UTC.json.
+_KEY_CONTACT_ID: Final = re.compile(r"(?:^|/)(?P<contact_id>[A-Za-z0-9-]{1,256})_[0-9]{8}T[0-9:]{4,8}_UTC\.json\Z")
+# What a participant sends (SendMessage, attachments) is shown to the chat's other side: Connect has no
+# visibility parameter for it. Events (joins, transfers) and whispers have no such rule.
+_SENT: Final = frozenset({"MESSAGE", "ATTACHMENT"})
+_FLOW_ROLES: Final = frozenset({"SYSTEM", "CUSTOM_BOT"})
 
 
 class TranscriptUnreadableError(RelayError):
@@ -80,15 +95,28 @@ class Reconciliation:
         }
 
 
-def parse_connect_transcript(body: bytes) -> ConnectTranscript:
-    """Parse the bytes of one transcript object Connect wrote.
+def contact_id_from_key(key: str) -> str | None:
+    """The contact id in the name Connect gives a transcript object, or None when the key is not such a name."""
+    match = _KEY_CONTACT_ID.search(key)
+    return match["contact_id"] if match else None
+
+
+def parse_connect_transcript(body: bytes, *, key: str | None = None) -> ConnectTranscript:
+    """Parse the bytes of one transcript object Connect wrote (at ``key``, when known).
 
     Raises :class:`TranscriptUnreadableError` when the object is not a transcript at all (not JSON, no contact id,
-    no ``Transcript`` list); an entry of the list that is not a usable item is listed in ``unreadable``.
+    no ``Transcript`` list, a key naming a contact the document does not); an entry of the list that is not a
+    usable item is listed in ``unreadable``.
     """
     document = _load(body)
     contact_id = _contact_id(document, "ContactId")
     initial_contact_id = _contact_id(document, "InitialContactId") or contact_id
+    keyed = contact_id_from_key(key) if key is not None else None
+    if keyed is not None:
+        if contact_id is None and initial_contact_id is None:
+            contact_id = initial_contact_id = keyed
+        elif keyed not in {contact_id, initial_contact_id}:
+            _unreadable("the object's key names a contact the document does not")
     if initial_contact_id is None:
         _unreadable("InitialContactId and ContactId are missing")
     instance_id = document.get("InstanceId")
@@ -112,9 +140,33 @@ def parse_connect_transcript(body: bytes) -> ConnectTranscript:
         initial_contact_id=initial_contact_id,
         contact_id=contact_id or initial_contact_id,
         instance_id=instance_id,
-        items=tuple(items),
+        items=transcript_visibility(items),
         unreadable=tuple(unreadable),
     )
+
+
+def transcript_visibility(items: Sequence[ChatItem]) -> tuple[ChatItem, ...]:
+    """One contact's transcript items, each with the visibility Connect must have given it, where there is one.
+
+    A customer's message or attachment is shown to the agent: ALL. A flow's or bot's message before any agent is
+    on the contact cannot be a whisper (whispers play when an agent joins): ALL. Anything else without a
+    visibility stays unknown, so an audience-filtered destination keeps it undecided rather than guessing.
+    """
+    agent_times = [_instant(item.absolute_time) for item in items if item.participant_role == "AGENT"]
+    first_agent = min(agent_times, default=None)
+    return tuple(replace(item, visibility="ALL") if _shown_to_all(item, first_agent) else item for item in items)
+
+
+def _shown_to_all(item: ChatItem, first_agent: datetime | None) -> bool:
+    if item.visibility is not None or item.type not in _SENT:
+        return False
+    if item.participant_role == "CUSTOMER":
+        return True
+    return item.participant_role in _FLOW_ROLES and (first_agent is None or _instant(item.absolute_time) < first_agent)
+
+
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def reconcile(

@@ -5,8 +5,9 @@ EventBridge tells the relay (an "Object Created" rule on the watched bucket and 
 notification configuration is never touched), and the comparison waits ``delay_seconds`` on an SQS delay: the
 stream's last items may still be on their way. A first comparison that finds gaps looks again after the same delay
 before recovering anything, so an item that was merely late is never sent twice. Recovered items then go through
-the relay's normal fan-out (durable retries included), or only into the archive, and ``chat.transcript.reconciled``
-reports the counts. An object that is not a transcript is kept in the quarantine and reported, never retried.
+the relay's normal fan-out (durable retries included), or only into the archive; the session's transcript is then
+assembled again (a new version, with them), and ``chat.transcript.reconciled`` reports the counts. An object that is
+not a transcript is kept in the quarantine and reported, never retried.
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ class Publisher(Protocol):
         ...
 
 
+class TranscriptRequests(Protocol):
+    """The transcript assembler."""
+
+    def reassemble(self, initial_contact_id: str) -> None:
+        """Assemble a new version of the session's transcript: its archive gained items."""
+        ...
+
+
 class ReconciliationService:
     """Schedules, compares, recovers and reports."""
 
@@ -104,6 +113,7 @@ class ReconciliationService:
         relay: Publisher,
         quarantine: Keeper,
         policy: ReconciliationPolicy,
+        transcripts: TranscriptRequests | None = None,
     ) -> None:
         self._objects = objects
         self._archive = archive
@@ -111,6 +121,7 @@ class ReconciliationService:
         self._relay = relay
         self._quarantine = quarantine
         self._policy = policy
+        self._transcripts = transcripts
 
     def transcript_written(self, bucket: str, key: str) -> bool:
         """A transcript object was written: compare it after the delay. False when it is not a watched one."""
@@ -131,7 +142,7 @@ class ReconciliationService:
         """
         body = self._objects.read(bucket, key)
         try:
-            transcript = parse_connect_transcript(body)
+            transcript = parse_connect_transcript(body, key=key)
         except TranscriptUnreadableError as exc:
             kept = self._quarantine.keep_invalid(
                 source=QUARANTINE_SOURCE,
@@ -159,6 +170,8 @@ class ReconciliationService:
                 self._relay.publish(event)
             else:
                 archive.keep(event)
+        if result.recovered and self._transcripts is not None:
+            self._transcripts.reassemble(result.initial_contact_id)
         if result.unreadable:
             self._quarantine.keep_invalid(
                 source=QUARANTINE_SOURCE,

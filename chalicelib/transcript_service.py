@@ -62,6 +62,11 @@ class TranscriptService:
         """Assemble the session's transcript once the grace period has passed."""
         self._queue.schedule(initial_contact_id, "ended", delay_seconds=self._timing.grace_seconds)
 
+    def reassemble(self, initial_contact_id: str) -> None:
+        """The archive gained items after the chat ended (reconciliation recovered them): assemble a new version
+        once the grace period has passed, as a recheck does."""
+        self._queue.schedule(initial_contact_id, "recheck", delay_seconds=self._timing.grace_seconds)
+
     def assemble(self, initial_contact_id: str, reason: Reason, *, now: datetime | None = None) -> Transcript | None:
         """Assemble, keep and announce a new version if the archive holds anything the last one lacks."""
         target = self._target()

@@ -500,26 +500,45 @@ def keep_and_transcribe(demo: Demo, chat: str) -> None:
         f"bus → rule → queue: {routed['Attributes']['ApproximateNumberOfMessages']} events · "
         f"stream: {len(records)} records"
     )
-    requests = sqs.receive_message(QueueUrl=world.transcript_queue_url, MaxNumberOfMessages=10).get("Messages", [])
-    for message in requests:
-        event = demo.client.events.generate_sqs_event(
-            message_bodies=[message["Body"]], queue_name=STAGE_ENV["TRANSCRIPT_QUEUE_NAME"]
-        )
-        demo.invoke("assemble_transcripts", event)
+    assemble_requested(demo)
     say(f"  chat.ended → transcript queue → assemble_transcripts → {demo.deliveries()}")
+    if copy_transcript(chat):
+        say(f"\n{DIM}{'-' * 100}{RESET}")
+        say((OUT / "transcripts" / f"{chat}.md").read_text())
+        say(f"{DIM}{'-' * 100}{RESET}")
+
+
+def assemble_requested(demo: Demo) -> None:
+    """The transcript queue hands its requests to assemble_transcripts (the demo's grace period is 0)."""
+    import boto3
+
+    sqs = boto3.client("sqs")
+    url = demo.world.transcript_queue_url
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            event = demo.client.events.generate_sqs_event(
+                message_bodies=[message["Body"]], queue_name=STAGE_ENV["TRANSCRIPT_QUEUE_NAME"]
+            )
+            demo.invoke("assemble_transcripts", event)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def copy_transcript(chat: str) -> bool:
+    """Copy the session's latest transcript version (JSON and Markdown) to .relay-demo/transcripts/."""
+    import boto3
+
+    s3, bucket = boto3.client("s3"), STAGE_ENV["QUARANTINE_BUCKET"]
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"transcripts/{chat}/").get("Contents", [])
     latest = max((obj["Key"] for obj in listing if obj["Key"].endswith(".json")), default=None)
     if latest is None:
-        say(f"  {RED}no transcript was kept{RESET}")
-        return
+        say(f"  {RED}no transcript was kept for {chat}{RESET}")
+        return False
     (OUT / "transcripts").mkdir(exist_ok=True)
     for suffix in (".json", ".md"):
         body = s3.get_object(Bucket=bucket, Key=latest.removesuffix(".json") + suffix)["Body"].read()
         (OUT / "transcripts" / f"{chat}{suffix}").write_bytes(body)
     say(f"  kept s3://{bucket}/{latest} and .md; copies in {OUT.name}/transcripts/{chat}.json and .md")
-    say(f"\n{DIM}{'-' * 100}{RESET}")
-    say((OUT / "transcripts" / f"{chat}.md").read_text())
-    say(f"{DIM}{'-' * 100}{RESET}")
+    return True
 
 
 def start_contacts(demo: Demo) -> None:
@@ -749,6 +768,10 @@ def reconcile(demo: Demo, chat: str) -> None:
     for envelope in recovered:
         say(f'  {GREEN}recovered{RESET} {envelope["type"]} "{envelope["data"]["content"]}" → crm, marked recovered')
     say(f"  per session: {OUT.name}/reconciliation.json")
+    assemble_requested(demo)
+    say(f"  recovered items → transcript queue → assemble_transcripts → {demo.deliveries()}")
+    if copy_transcript(demo.late_chat):
+        say((OUT / "transcripts" / f"{demo.late_chat}.md").read_text())
 
 
 def replay(demo: Demo, chat: str) -> None:

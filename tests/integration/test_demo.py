@@ -80,7 +80,7 @@ def test_the_demos_two_way_chat_answers_through_the_routes_and_links_the_attachm
 def test_the_demos_late_chat_gets_its_lost_greeting_back_marked_recovered() -> None:
     # Given the demo's second chat, whose stream started after its greeting, When both chats end and Connect writes
     # their transcripts, Then reconciliation delivers the greeting to crm with its live webhook-id, marked recovered,
-    # and reconciliation.json says so per session.
+    # reconciliation.json says so per session, and the session's final transcript has it.
     test_the_demo_runs_end_to_end_and_every_signature_verifies()
     deliveries = [json.loads(line) for line in (PROJECT / ".relay-demo" / "deliveries.jsonl").read_text().splitlines()]
     [greeting] = [d for d in deliveries if d["receiver"] == "crm" and d["body"]["data"].get("recovered") is True]
@@ -94,6 +94,14 @@ def test_the_demos_late_chat_gets_its_lost_greeting_back_marked_recovered() -> N
     others = [s for s in sessions if s is not late]
     assert others
     assert all(s["recovered"] == 0 for s in others)
+    # And the session's transcript was assembled again: the greeting is in it, recovered, first
+    chat = late["initial_contact_id"]
+    document = json.loads((PROJECT / ".relay-demo" / "transcripts" / f"{chat}.json").read_text())
+    assert next((item["Id"], item.get("Content")) for item in document["Transcript"]) == (
+        late["recovered_item_ids"][0],
+        "Hi!",
+    )
+    assert "> Hi!" in (PROJECT / ".relay-demo" / "transcripts" / f"{chat}.md").read_text()
 
 
 def test_the_demos_replay_sends_the_session_again_with_its_original_ids_in_order() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from app import app
 from chalicelib import clients, dependencies
 from chalicelib.events import load_schema, webhook_id_for
 from scripts.receivers import Receiver
-from tests.conftest import PROJECT, QUARANTINE_BUCKET, load_event
+from tests.conftest import PROJECT, QUARANTINE_BUCKET, TRANSCRIPT_QUEUE, load_event
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +98,9 @@ def run(client: Any, bodies: list[str]) -> list[str]:
 
 
 def key_of(name: str) -> str:
-    return f"{PREFIX}2024/03/20/{name.removesuffix('.json')}_20240320T09:38_UTC.json"
+    """Where Connect writes a transcript: named after its contact (an object that is no transcript, after itself)."""
+    contact = transcript(name)["ContactId"] if name.endswith(".json") else name.partition(".")[0]
+    return f"{PREFIX}2024/03/20/{contact}_20240320T09:38_UTC.json"
 
 
 def delivered(receiver: Receiver) -> list[dict[str, Any]]:
@@ -275,3 +278,88 @@ def test_unreadable_notices_and_requests_are_kept_not_retried(client: Any) -> No
 
     listing = clients.s3().list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix="quarantine/invalid/reconciliation/")
     assert len(listing["Contents"]) == 3
+
+
+def transcript_requests() -> list[str]:
+    url = clients.sqs().get_queue_url(QueueName=TRANSCRIPT_QUEUE)["QueueUrl"]
+    messages = clients.sqs().receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    for message in messages:
+        clients.sqs().delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return [m["Body"] for m in messages]
+
+
+def latest_transcript() -> dict[str, Any]:
+    listing = clients.s3().list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix=f"transcripts/{SESSION}/")["Contents"]
+    latest = max(obj["Key"] for obj in listing if obj["Key"].endswith(".json"))
+    document: dict[str, Any] = json.loads(clients.s3().get_object(Bucket=QUARANTINE_BUCKET, Key=latest)["Body"].read())
+    return document
+
+
+def test_the_sessions_transcript_is_assembled_again_with_the_recovered_item(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a chat whose greeting the stream lost, and the transcript assembled when it ended (without it)
+    monkeypatch.setenv("TRANSCRIPT_GRACE_SECONDS", "0")
+    monkeypatch.setenv("TRANSCRIPT_RECHECK_SECONDS", "0")
+    dependencies.reset()
+    stream(client, transcript("chat-transcript.json"), leave_out=frozenset({GREETING}))
+    [ended] = transcript_requests()
+    client.lambda_.invoke(
+        "assemble_transcripts", client.events.generate_sqs_event(message_bodies=[ended], queue_name=TRANSCRIPT_QUEUE)
+    )
+    assert GREETING not in {item["Id"] for item in latest_transcript()["Transcript"]}
+
+    # When reconciliation recovers the greeting
+    reconcile_now(client, "chat-transcript.json")
+
+    # Then the transcript is requested again, and its new version has the greeting, in its place
+    [again] = transcript_requests()
+    assert json.loads(again) == {"initial_contact_id": SESSION, "reason": "recheck"}
+    client.lambda_.invoke(
+        "assemble_transcripts", client.events.generate_sqs_event(message_bodies=[again], queue_name=TRANSCRIPT_QUEUE)
+    )
+    completed = latest_transcript()
+    assert completed["TranscriptVersion"] == 2
+    assert [item["Id"] for item in completed["Transcript"]][:3] == [
+        "7f1d2c3b-0001-4a5b-8c6d-000000000001",
+        GREETING,
+        "7f1d2c3b-0003-4a5b-8c6d-000000000003",
+    ]
+
+
+def test_a_recovered_flow_greeting_reaches_a_customer_facing_destination_not_the_undecided_quarantine(
+    client: Any, receiver: Receiver
+) -> None:
+    # Given a destination that keeps what the customer sees (Connect's visibility rule), and a chat whose flow
+    # greeting (a transcript item: no MessageVisibility) the stream lost
+    path = Path(os.environ["RELAY_CONFIG_FILE"])
+    config = json.loads(path.read_text())
+    bridge = {**config["destinations"][1], "name": "bridge", "url": receiver.url("/bridge"), "audience": "customer"}
+    config["destinations"].append({**bridge, "events": ["chat.message"]})
+    path.write_text(json.dumps(config))
+    dependencies.reset()
+    stream(client, transcript("chat-transcript.json"), leave_out=frozenset({GREETING}))
+    streamed = [r for r in receiver.requests if r.path == "/bridge"]
+
+    reconcile_now(client, "chat-transcript.json")
+
+    # Then the bridge gets it, marked recovered, and nothing waits undecided
+    [recovered] = [r for r in receiver.requests if r.path == "/bridge"][len(streamed) :]
+    envelope = Webhook(SECRET).verify(recovered.body, recovered.headers)
+    assert (envelope["data"]["item_id"], envelope["data"]["recovered"]) == (GREETING, True)
+    assert envelope["data"]["visibility"] == "ALL"
+    undecided = clients.s3().list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix="quarantine/undecided/")
+    assert undecided.get("KeyCount", 0) == 0
+
+
+def test_a_key_naming_another_contact_is_kept_not_reconciled(client: Any, receiver: Receiver) -> None:
+    body = (PROJECT / "tests" / "events" / "transcripts" / "chat-transcript.json").read_bytes()
+    key = key_of("chat-transcript.json").replace(SESSION, SECOND_CONTACT)
+
+    run(client, write_transcript(client, key, body))
+
+    listing = clients.s3().list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix="quarantine/invalid/connect-transcripts/")
+    [kept] = listing["Contents"]
+    record = json.loads(clients.s3().get_object(Bucket=QUARANTINE_BUCKET, Key=kept["Key"])["Body"].read())
+    assert record["reason"] == "the object's key names a contact the document does not"
+    assert receiver.requests == []

@@ -303,6 +303,16 @@ def test_replays_list_and_read_only_the_archives_prefixes(stage: str) -> None:
     assert all(s["Action"] == ["kms:Decrypt"] for s in decrypt)
 
 
+@pytest.mark.parametrize("stage", STAGES)
+def test_reconciliation_may_ask_for_the_transcript_again_on_the_transcript_queue_only(stage: str) -> None:
+    # Recovered items make a new transcript version: reconcile_transcripts queues the request, never assembles.
+    url = CONFIG["stages"][stage]["environment_variables"]["TRANSCRIPT_QUEUE_URL"]
+    region, account, name = url.removeprefix("https://sqs.").replace(".amazonaws.com", "").split("/")
+    queue = f"arn:aws:sqs:{region}:{account}:{name}"
+    granted = [s for s in policy(stage, "reconcile_transcripts")["Statement"] if queue in s["Resource"]]
+    assert [(s["Action"], s["Resource"]) for s in granted] == [(["sqs:SendMessage"], [queue])]
+
+
 def test_the_retry_queue_s_consumer_reports_partial_batch_failures_in_the_packaged_template() -> None:
     # Chalice cannot say it; `make package` merges infra/on-failure.json into the event source it generates.
     merge = json.loads((PROJECT / "infra" / "on-failure.json").read_text())

@@ -18,6 +18,7 @@ from chalicelib.reconciliation import (
     TRANSCRIPT_RECONCILED,
     ConnectTranscript,
     TranscriptUnreadableError,
+    contact_id_from_key,
     parse_connect_transcript,
     reconcile,
     reconciled_event,
@@ -156,6 +157,101 @@ documents = st.fixed_dictionaries(
         "Transcript": st.lists(item_fields | json_values, max_size=6) | json_values,
     },
 )
+
+
+class TestKey:
+    """Connect names the object after the contact: ``<prefix>yyyy/mm/dd/<ContactId>_<yyyymmddThh:mm>_UTC.json``."""
+
+    KEY = f"connect/relay-dev/ChatTranscripts/2024/03/20/{SESSION}_20240320T09:38_UTC.json"
+
+    def test_given_connects_key_then_its_contact_id_is_read(self) -> None:
+        recorded = json.loads((FIXTURES / "eventbridge-object-created.json").read_text())
+
+        assert contact_id_from_key(recorded["detail"]["object"]["key"]) == SESSION
+        assert contact_id_from_key(self.KEY) == SESSION
+
+    @pytest.mark.parametrize(
+        "key",
+        [
+            "connect/relay-dev/ChatTranscripts/2024/03/20/readme.json",
+            f"connect/relay-dev/ChatTranscripts/2024/03/20/{SESSION}_20240320T09:38_UTC.json.tmp",
+            f"connect/relay-dev/Analysis/Chat/2024/03/20/{SESSION}_analysis_2024-03-20T09:38:16Z.json",
+            "",
+        ],
+    )
+    def test_given_a_key_that_is_not_connects_name_then_it_names_no_contact(self, key: str) -> None:
+        assert contact_id_from_key(key) is None
+
+    def test_given_the_key_of_the_documents_contact_then_it_parses(self) -> None:
+        assert parse_connect_transcript(fixture("chat-transcript.json"), key=self.KEY).contact_id == SESSION
+
+    def test_given_the_initial_contacts_key_for_a_later_contacts_document_then_it_parses(self) -> None:
+        transcript = parse_connect_transcript(fixture("transfer-second-contact.json"), key=self.KEY)
+
+        assert transcript.contact_id == "8c0d4f7a-2b1e-4c9d-a3f6-7e5b1c2d3e4f"
+
+    def test_given_a_key_naming_another_contact_then_the_object_is_refused(self) -> None:
+        key = self.KEY.replace(SESSION, "0badc0de-0000-4000-8000-000000000000")
+
+        with pytest.raises(TranscriptUnreadableError) as refused:
+            parse_connect_transcript(fixture("chat-transcript.json"), key=key)
+
+        assert refused.value.reason == "the object's key names a contact the document does not"
+
+    def test_given_a_document_naming_no_contact_then_the_keys_contact_stands_in(self) -> None:
+        body = {**document(), "InitialContactId": None, "ContactId": None}
+
+        transcript = parse_connect_transcript(encoded(body), key=self.KEY)
+
+        assert (transcript.initial_contact_id, transcript.contact_id) == (SESSION, SESSION)
+        assert {item.contact_id for item in transcript.items} == {SESSION}
+
+
+class TestVisibility:
+    """Transcript items carry no MessageVisibility: it is decided only where Connect leaves no choice."""
+
+    def visibilities(self, body: dict[str, Any]) -> dict[str, str | None]:
+        return {item.item_id[-2:]: item.visibility for item in parse_connect_transcript(encoded(body)).items}
+
+    def test_given_connects_transcript_then_sent_items_of_the_customer_and_the_flow_before_an_agent_are_all(
+        self,
+    ) -> None:
+        assert self.visibilities(document()) == {
+            "01": None,  # the customer joined: an event, undecided
+            "02": "ALL",  # the flow's greeting, before any agent: no whisper can play yet
+            "03": "ALL",  # the customer's message: the agent reads it
+            "04": None,  # the agent joined: an event
+            "05": None,  # the agent's message may be AGENT-only: undecided, never guessed
+            "06": "ALL",  # the customer's attachment
+            "07": None,
+            "08": None,
+        }
+
+    def test_given_a_flow_message_once_an_agent_is_on_the_contact_then_it_stays_unknown(self) -> None:
+        # A whisper flow plays when the agent joins and shows its messages to one side only.
+        body = document()
+        body["Transcript"][1]["AbsoluteTime"] = "2024-03-20T09:36:57.000Z"
+
+        assert self.visibilities(body)["02"] is None
+
+    def test_given_a_bot_message_in_a_chat_no_agent_joined_then_it_is_all(self) -> None:
+        body = document()
+        body["Transcript"] = [e for e in body["Transcript"] if e.get("ParticipantRole") != "AGENT"]
+        body["Transcript"][1]["ParticipantRole"] = "CUSTOM_BOT"
+
+        assert self.visibilities(body)["02"] == "ALL"
+
+    def test_given_an_item_that_says_its_visibility_then_it_is_kept(self) -> None:
+        body = document()
+        body["Transcript"][2]["MessageVisibility"] = "AGENT"
+
+        assert self.visibilities(body)["03"] == "AGENT"
+
+    def test_given_a_supervisors_message_then_it_stays_unknown(self) -> None:
+        body = document()
+        body["Transcript"][1]["ParticipantRole"] = "SUPERVISOR"
+
+        assert self.visibilities(body)["02"] is None
 
 
 class TestParseUntrustedInput:

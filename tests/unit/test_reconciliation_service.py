@@ -76,6 +76,14 @@ class Quarantine:
         return f"quarantine/{len(self.kept)}"
 
 
+class Transcripts:
+    def __init__(self) -> None:
+        self.reassembled: list[str] = []
+
+    def reassemble(self, initial_contact_id: str) -> None:
+        self.reassembled.append(initial_contact_id)
+
+
 def stream_of(body: bytes, *, leave_out: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     transcript = parse_connect_transcript(body)
     return [event_from_chat_item(i).envelope() for i in transcript.items if i.item_id not in leave_out]
@@ -90,6 +98,7 @@ class World:
         self.relay = Publisher(self.archive)
         self.quarantine = Quarantine()
         self.configured: Archive | None = self.archive
+        self.transcripts = Transcripts()
         self.service = ReconciliationService(
             objects=self.objects,
             archive=lambda: self.configured,
@@ -97,6 +106,7 @@ class World:
             relay=self.relay,
             quarantine=self.quarantine,
             policy=ReconciliationPolicy((TranscriptLocation(BUCKET, PREFIX),), delay_seconds=120, deliver=deliver),
+            transcripts=self.transcripts,
         )
 
     def types(self) -> list[str]:
@@ -146,6 +156,7 @@ def test_given_no_gap_then_only_the_report_is_published() -> None:
     assert world.types() == ["chat.transcript.reconciled"]
     assert world.relay.published[0].data["counts"]["recovered"] == 0
     assert world.queue.scheduled == []
+    assert world.transcripts.reassembled == []
 
 
 def test_given_a_gap_at_the_check_then_nothing_is_sent_and_it_compares_again() -> None:
@@ -167,6 +178,8 @@ def test_given_a_gap_still_there_at_the_confirmation_then_it_is_recovered_then_r
     assert recovered.data["recovered"] is True
     assert recovered.data["item_id"] == GREETING
     assert report.data["recovered_item_ids"] == [GREETING]
+    # The transcript is assembled again, with the greeting
+    assert world.transcripts.reassembled == ["5e1a8e2d-7f0b-4a3e-9c61-0a1f2b3c4d5e"]
 
 
 def test_given_the_late_item_arrived_before_the_confirmation_then_nothing_is_recovered() -> None:
@@ -177,6 +190,7 @@ def test_given_the_late_item_arrived_before_the_confirmation_then_nothing_is_rec
     world.service.compare(BUCKET, KEY, "confirm")
 
     assert world.types() == ["chat.transcript.reconciled"]
+    assert world.transcripts.reassembled == []
 
 
 def test_given_a_second_run_then_nothing_is_recovered_twice() -> None:
@@ -197,6 +211,7 @@ def test_given_archive_only_then_recovered_items_are_archived_not_published() ->
     assert world.types() == ["chat.transcript.reconciled"]
     assert world.archive.held[-1]["data"]["item_id"] == GREETING
     assert world.archive.held[-1]["data"]["recovered"] is True
+    assert world.transcripts.reassembled == ["5e1a8e2d-7f0b-4a3e-9c61-0a1f2b3c4d5e"]
 
 
 def test_given_an_object_that_is_not_json_then_it_is_kept_and_nothing_else_happens() -> None:
