@@ -13,7 +13,12 @@ from chalicelib.adapters.attachment_store import AttachmentStore
 from chalicelib.adapters.chat_connections import ChatConnections
 from chalicelib.adapters.client_tokens import ClientTokenLedger
 from chalicelib.adapters.connect import ConnectGateway
-from chalicelib.adapters.connect_transcripts import ArchiveSessions, ConnectTranscriptObjects, ReconciliationQueue
+from chalicelib.adapters.connect_transcripts import (
+    ArchiveSessions,
+    ConnectTranscriptObjects,
+    ReconciliationQueue,
+    ScanWatermarks,
+)
 from chalicelib.adapters.health_table import HealthTable
 from chalicelib.adapters.participant import ParticipantGateway
 from chalicelib.adapters.quarantine import Quarantine
@@ -36,6 +41,7 @@ from chalicelib.redrive import Redrive
 from chalicelib.relay import Relay
 from chalicelib.settings import get_settings
 from chalicelib.streaming import StreamingStarter
+from chalicelib.transcript_scan import TranscriptScan
 from chalicelib.transcript_service import TranscriptService, TranscriptTiming
 from chalicelib.two_way_chats import TwoWayChats
 
@@ -205,6 +211,21 @@ def reconciliation_service() -> ReconciliationService | None:
 
 
 @cache
+def transcript_scan() -> TranscriptScan | None:
+    """The scheduled scan of the watched transcript locations, or None unless RECONCILE_SCAN=on."""
+    settings = get_settings()
+    service = reconciliation_service()
+    if not settings.reconcile_scan or service is None:
+        return None
+    return TranscriptScan(
+        listing=ConnectTranscriptObjects(clients.s3()),
+        watermarks=ScanWatermarks(clients.ssm(), settings.scan_watermark_parameter),
+        notices=service,
+        locations=settings.transcript_locations,
+    )
+
+
+@cache
 def relay() -> Relay:
     """Publishes events to the destinations."""
     return Relay(
@@ -265,6 +286,7 @@ def reset() -> None:
         aws_delivery,
         transcript_service,
         reconciliation_service,
+        transcript_scan,
         relay,
         retry_queue,
         redrive,

@@ -93,7 +93,18 @@ class Settings:
     transcript_locations: tuple[TranscriptLocation, ...] = ()
     reconcile_delay_seconds: int = 120
     reconcile_deliver: bool = True
+    reconcile_scan: bool = False
     retry_queue_url: str = ""
+
+    @property
+    def scan_watermark_parameter(self) -> str:
+        """The SSM parameter the scheduled transcript scan keeps its watermarks in."""
+        return scan_watermark_parameter(self.stage)
+
+
+def scan_watermark_parameter(stage: str) -> str:
+    """The SSM parameter of ``stage``'s transcript scan watermarks (its policy names exactly this one)."""
+    return f"/connect-chat-relay/{stage}/reconciliation/scan-watermark"
 
 
 class _Reader:
@@ -233,7 +244,13 @@ def _reconciliation(read: _Reader) -> dict[str, Any]:
     delivery = read.optional("RECONCILE_DELIVERY", "deliver")
     if delivery not in {"deliver", "archive-only"}:
         read.problems.append(f"RECONCILE_DELIVERY={delivery!r} is invalid (expected deliver or archive-only)")
+    scan = read.optional("RECONCILE_SCAN", "off").lower()
+    if scan not in {"on", "off"}:
+        read.problems.append(f"RECONCILE_SCAN={scan!r} is invalid (expected on or off)")
+    elif scan == "on" and queue is None:
+        read.problems.append("RECONCILE_SCAN is on but RECONCILE_QUEUE_URL is not set (the scan queues onto it)")
     return {
+        "reconcile_scan": scan == "on",
         "reconcile_queue_url": queue,
         "transcript_locations": tuple(locations),
         "reconcile_delay_seconds": read.integer("RECONCILE_DELAY_SECONDS", 120, 0, MAX_DELAY_SECONDS),

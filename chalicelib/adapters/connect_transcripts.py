@@ -1,18 +1,23 @@
-"""Connect's chat transcript objects (read only), the delay queue reconciliation waits on, and the relay's archive
-as reconciliation reads and completes it."""
+"""Connect's chat transcript objects (read only), the delay queue reconciliation waits on, the relay's archive
+as reconciliation reads and completes it, and the scheduled scan's watermarks."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from chalicelib.reconciliation_service import ArchiveUnavailableError
 from chalicelib.settings import MAX_DELAY_SECONDS
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
 
     from chalicelib.adapters.archive import Archive
     from chalicelib.destination_kinds import ArchiveTarget
@@ -29,6 +34,43 @@ class ConnectTranscriptObjects:
     def read(self, bucket: str, key: str) -> bytes:
         """The object's bytes."""
         return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def written_since(self, bucket: str, prefix: str, since: datetime) -> Iterator[str]:
+        """The keys under ``prefix`` last modified at or after ``since``, every page of the listing."""
+        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for entry in page.get("Contents", []):
+                if entry["LastModified"] >= since:
+                    yield entry["Key"]
+
+
+class ScanWatermarks:
+    """The scan's watermarks: one SSM String parameter holding a JSON object, location -> instant."""
+
+    def __init__(self, client: SSMClient, name: str) -> None:
+        self._client = client
+        self._name = name
+
+    def load(self) -> dict[str, str]:
+        """The watermarks, or none before a first scan (or if the parameter holds anything else)."""
+        try:
+            value = self._client.get_parameter(Name=self._name)["Parameter"]["Value"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+                return {}
+            raise
+        try:
+            marks = json.loads(value)
+        except ValueError:
+            return {}
+        if not isinstance(marks, dict):
+            return {}
+        return {k: v for k, v in marks.items() if isinstance(k, str) and isinstance(v, str)}
+
+    def save(self, marks: Mapping[str, str]) -> None:
+        """Keep the watermarks for the next scan."""
+        self._client.put_parameter(
+            Name=self._name, Value=json.dumps(dict(marks), sort_keys=True), Type="String", Overwrite=True
+        )
 
 
 class ReconciliationQueue:

@@ -1,13 +1,14 @@
-"""Reconciliation: Connect's transcript objects announced by EventBridge, compared after a delay on an SQS queue."""
+"""Reconciliation: Connect's transcript objects announced by EventBridge (or found by the scheduled scan), compared
+after a delay on an SQS queue."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Final
 
-from chalice.app import Blueprint, CloudWatchEvent, SQSEvent
+from chalice.app import Blueprint, CloudWatchEvent, Rate, SQSEvent
 
-from chalicelib.dependencies import quarantine, reconciliation_service
+from chalicelib.dependencies import quarantine, reconciliation_service, transcript_scan
 from chalicelib.errors import SettingsError
 from chalicelib.observability import count, logger, observed
 from chalicelib.reconciliation_service import PASSES, Pass
@@ -53,6 +54,18 @@ def on_transcript_written(event: CloudWatchEvent) -> None:
         logger.warning("reconciliation is not configured (RECONCILE_QUEUE_URL)")
         return
     service.transcript_written(bucket, key)
+
+
+@reconciliation.schedule(
+    Rate(int(deploy_time("RECONCILE_SCAN_MINUTES", "15")), unit=Rate.MINUTES), name="scan_transcripts"
+)
+@observed
+def scan_transcripts(event: CloudWatchEvent) -> None:
+    """The fallback for a bucket without EventBridge notifications: queue what was written since the last scan."""
+    scan = transcript_scan()
+    if scan is None:
+        return  # RECONCILE_SCAN is off: the EventBridge rule is the stage's only source.
+    scan.run()
 
 
 @reconciliation.on_sqs_message(

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -363,3 +364,56 @@ def test_a_key_naming_another_contact_is_kept_not_reconciled(client: Any, receiv
     record = json.loads(clients.s3().get_object(Bucket=QUARANTINE_BUCKET, Key=kept["Key"])["Body"].read())
     assert record["reason"] == "the object's key names a contact the document does not"
     assert receiver.requests == []
+
+
+def scan(client: Any) -> list[str]:
+    """EventBridge's schedule invokes scan_transcripts; returns the requests it queued."""
+    event = client.events.generate_cw_event(
+        source="aws.events", detail_type="Scheduled Event", detail={}, resources=["arn:aws:events:rule/scan"]
+    )
+    client.lambda_.invoke("scan_transcripts", event)
+    return queued()
+
+
+def todays_key(contact: str) -> str:
+    """Where Connect writes a transcript today."""
+    now = datetime.now(UTC)
+    return f"{PREFIX}{now:%Y/%m/%d}/{contact}_{now:%Y%m%dT%H:%M}_UTC.json"
+
+
+def test_the_scan_is_off_unless_switched_on(client: Any) -> None:
+    body = (PROJECT / "tests" / "events" / "transcripts" / "chat-transcript.json").read_bytes()
+    clients.s3().put_object(Bucket=CONNECT_BUCKET, Key=todays_key(SESSION), Body=body)
+
+    assert scan(client) == []
+
+
+def test_the_scan_queues_what_connect_wrote_and_an_object_queued_twice_is_recovered_once(
+    client: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the scan switched on (no EventBridge notice at all), and a chat whose greeting the stream lost
+    monkeypatch.setenv("RECONCILE_SCAN", "on")
+    dependencies.reset()
+    stream(client, transcript("chat-transcript.json"), leave_out=frozenset({GREETING}))
+    streamed = len(receiver.requests)
+    body = (PROJECT / "tests" / "events" / "transcripts" / "chat-transcript.json").read_bytes()
+    clients.s3().put_object(Bucket=CONNECT_BUCKET, Key=todays_key(SESSION), Body=body)
+    clients.s3().put_object(Bucket=CONNECT_BUCKET, Key="connect/relay-dev/CallRecordings/x.wav", Body=b"RIFF")
+
+    # When it runs twice, the second time within the overlap
+    first, second = scan(client), scan(client)
+
+    # Then each run queued the transcript as the EventBridge path does, and no other object
+    expected = {"bucket": CONNECT_BUCKET, "key": todays_key(SESSION), "phase": "check"}
+    assert [json.loads(r) for r in first + second] == [expected, expected]
+    # And both comparisons together recover the greeting once; the reports share their webhook-id
+    confirms = run(client, first + second)
+    assert run(client, confirms) == []
+    envelopes = delivered(receiver)[streamed:]
+    assert [e["data"]["item_id"] for e in envelopes if e["type"] == "chat.message"] == [GREETING]
+    reports = receiver.requests[streamed + 1 :]
+    assert len(reports) == 2
+    assert len({r.headers["webhook-id"] for r in reports}) == 1
+    # And the watermark is kept for the next run
+    parameter = clients.ssm().get_parameter(Name="/connect-chat-relay/dev/reconciliation/scan-watermark")
+    assert set(json.loads(parameter["Parameter"]["Value"])) == {f"s3://{CONNECT_BUCKET}/{PREFIX}"}

@@ -10,8 +10,9 @@ import pytest
 from app import app
 from chalicelib.destination_kinds import ArchiveTarget
 from chalicelib.destinations import parse_relay_config
+from chalicelib.settings import scan_watermark_parameter
 from scripts.render_policies import PUBLISHING_FUNCTIONS, destination_statements, rendered
-from tests.conftest import PROJECT
+from tests.conftest import ACCOUNT, PROJECT, REGION
 
 CONFIG = json.loads((PROJECT / ".chalice" / "config.json").read_text())
 STAGES = sorted(CONFIG["stages"])
@@ -105,6 +106,13 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "dynamodb:PutItem",
     }
     assert actions(policy(stage, "on_transcript_written")) == logs | {"s3:PutObject", "sqs:SendMessage"}
+    assert actions(policy(stage, "scan_transcripts")) == logs | {
+        # Listing the watched prefixes, the scan's watermark, and queueing what it finds.
+        "s3:ListBucket",
+        "ssm:GetParameter",
+        "ssm:PutParameter",
+        "sqs:SendMessage",
+    }
     assert actions(policy(stage, "reconcile_transcripts")) == logs | {
         # Connect's transcript (read only) and the archive's sessions, SSE-KMS.
         "s3:GetObject",
@@ -301,6 +309,22 @@ def test_replays_list_and_read_only_the_archives_prefixes(stage: str) -> None:
     assert read == {f"arn:aws:s3:::{target.bucket}/{target.key_prefix}*" for target in archives}
     decrypt = [s for s in document["Statement"] if "kms:Decrypt" in s["Action"]]
     assert all(s["Action"] == ["kms:Decrypt"] for s in decrypt)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_scan_lists_only_the_watched_prefixes_and_writes_only_its_watermark(stage: str) -> None:
+    environment = CONFIG["stages"][stage]["environment_variables"]
+    locations = [
+        loc.removeprefix("s3://").partition("/") for loc in environment["RECONCILE_TRANSCRIPT_LOCATIONS"].split(",")
+    ]
+    statements = {s["Sid"]: s for s in policy(stage, "scan_transcripts")["Statement"]}
+    listing = statements["ConnectTranscriptsList"]
+    assert listing["Resource"] == sorted({f"arn:aws:s3:::{bucket}" for bucket, _, _ in locations})
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{prefix}*" for _, _, prefix in locations]}}
+    parameter = scan_watermark_parameter(stage)
+    assert [s["Resource"] for s in statements.values() if any(a.startswith("ssm:") for a in s["Action"])] == [
+        [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter}"]
+    ]
 
 
 @pytest.mark.parametrize("stage", STAGES)
