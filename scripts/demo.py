@@ -738,11 +738,15 @@ def reconcile(demo: Demo, chat: str) -> None:
         for request in world.receivers["archive"].requests
         if json.loads(request.body)["type"] == "chat.transcript.reconciled"
     ]
-    recovered = [
-        json.loads(request.body)
-        for request in world.receivers["crm"].requests
-        if json.loads(request.body)["data"].get("recovered") is True
-    ]
+    # Who got each recovered item: crm takes everything; the channel bridge what the customer sees (a flow's
+    # greeting before any agent is visible to all, though Connect's transcript does not say so).
+    recovered: dict[str, list[str]] = {}
+    for name, receiver in world.receivers.items():
+        for request in receiver.requests:
+            envelope = json.loads(request.body)
+            if envelope["data"].get("recovered") is True:
+                said = f'{envelope["type"]} "{envelope["data"]["content"]}"'
+                recovered.setdefault(said, []).append(name)
     sessions: dict[str, dict[str, Any]] = {}
     for report in reports:
         data = report["data"]
@@ -765,8 +769,8 @@ def reconcile(demo: Demo, chat: str) -> None:
             f"  {session['initial_contact_id']}: streamed {session['streamed']}, recovered {session['recovered']},"
             f" only in the stream {session['only_in_stream']}"
         )
-    for envelope in recovered:
-        say(f'  {GREEN}recovered{RESET} {envelope["type"]} "{envelope["data"]["content"]}" → crm, marked recovered')
+    for said, names in recovered.items():
+        say(f"  {GREEN}recovered{RESET} {said} → {', '.join(names)}, marked recovered")
     say(f"  per session: {OUT.name}/reconciliation.json")
     assemble_requested(demo)
     say(f"  recovered items → transcript queue → assemble_transcripts → {demo.deliveries()}")

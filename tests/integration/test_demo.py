@@ -86,6 +86,9 @@ def test_the_demos_late_chat_gets_its_lost_greeting_back_marked_recovered() -> N
     [greeting] = [d for d in deliveries if d["receiver"] == "crm" and d["body"]["data"].get("recovered") is True]
     assert greeting["body"]["data"]["content"] == "Hi!"
     assert greeting["signature_verified"]
+    # The channel bridge (audience customer) gets it too: a flow's message before any agent is visible to all
+    [bridged] = [d for d in deliveries if d["receiver"] == "channel-bridge" and d["body"]["data"].get("recovered")]
+    assert bridged["headers"]["webhook-id"] == greeting["headers"]["webhook-id"]
     sessions = json.loads((PROJECT / ".relay-demo" / "reconciliation.json").read_text())
     late = next(s for s in sessions if s["initial_contact_id"] == greeting["body"]["data"]["initial_contact_id"])
     assert late["recovered"] == 1
