@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck unit test demo chaos bench package policies clean
+.PHONY: help venv lint typecheck unit test demo chaos bench package policies openapi clean
 
 help:
 	@echo "make demo     run the relay end to end on emulated AWS (no account needed)"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench    throughput and latency figures against baselines"
 	@echo "make package  chalice package into build/package"
 	@echo "make policies render the destinations' IAM grants into .chalice/policy-*.json"
+	@echo "make openapi  write chalicelib/schemas/ and chalicelib/openapi.json from scripts/openapi.py"
 
 # chalice 1.34 requires pip<26.3: a newer pip would be downgraded again, with a resolver error on the way.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -57,6 +58,9 @@ package: $(STAMP)
 
 policies: $(STAMP)
 	$(BIN)/python -m scripts.render_policies
+
+openapi: $(STAMP)
+	$(BIN)/python -m scripts.openapi
 
 clean:
 	rm -rf $(VENV) build .relay-demo .chaos .bench .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -172,8 +172,7 @@ class TestTheDocument:
             assert event_type in EVENT_TYPES, f"{file.name} is not an event type of the catalogue"
             on_disk = json.loads(file.read_text(encoding="utf-8"))
             assert schemas.get(event_type) == on_disk, (
-                f"components.schemas[{event_type!r}] differs from {file.name}: copy the file's content into "
-                "chalicelib/openapi.json"
+                f"components.schemas[{event_type!r}] differs from {file.name}: run make openapi"
             )
 
     def test_every_event_type_is_a_webhook_with_its_schema(self) -> None:
