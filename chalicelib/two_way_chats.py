@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
 from chalicelib.errors import (
     ChatConnectionExpiredError,
@@ -30,6 +30,7 @@ from chalicelib.errors import (
     RequestValidationError,
 )
 from chalicelib.strict_json import STRICT_JSON
+from chalicelib.validation import Rule, parse
 
 if TYPE_CHECKING:
     from chalicelib.adapters.attachment_files import AttachmentFiles
@@ -78,12 +79,61 @@ RENEW_MARGIN_SECONDS: Final = 60
 DEFAULT_CHAT_MINUTES: Final = 1_500
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OutgoingMessage:
-    """A validated SendMessage."""
+    """A SendMessage: the body of ``POST /chats/{contact_id}/messages``, validated."""
 
-    content_type: str
-    content: str
+    content_type: Literal["text/plain", "text/markdown", "application/json"] = "text/plain"
+    content: Annotated[
+        str,
+        Rule(
+            min_length=1,
+            description="At most 16,384 UTF-8 bytes (Connect's limit); a JSON text for application/json.",
+            problem="required: a non-blank string",
+        ),
+    ]
+
+    @staticmethod
+    def cross_checks(valid: Mapping[str, Any]) -> list[FieldProblem]:
+        """Connect counts bytes, not characters; a JSON message must be JSON."""
+        content = valid.get("content")
+        if content is None:
+            return []
+        if not content.strip():
+            return [FieldProblem("content", "required: a non-blank string")]
+        if _utf8_bytes(content) > MAX_MESSAGE_BYTES:
+            return [FieldProblem("content", f"must be at most {MAX_MESSAGE_BYTES} UTF-8 bytes")]
+        if valid.get("content_type") == "application/json" and not _is_json(content):
+            return [FieldProblem("content", "must be a JSON text for application/json")]
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatEventRequest:
+    """The body of ``POST /chats/{contact_id}/events``."""
+
+    type: Annotated[
+        Literal["typing", "read", "delivered"],
+        Rule(description="typing, or a read or delivered receipt.", problem="must be one of typing, read, delivered"),
+    ]
+    message_id: Annotated[
+        str | None,
+        Rule(
+            min_length=1,
+            max_length=MAX_ITEM_ID,
+            description="The item id of the message a receipt is for (required for read and delivered).",
+            problem=f"required for receipts: 1 to {MAX_ITEM_ID} characters",
+        ),
+    ] = None
+
+    @staticmethod
+    def cross_checks(valid: Mapping[str, Any]) -> list[FieldProblem]:
+        """Only a receipt names a message, and it must."""
+        if valid.get("type") == "typing" and valid.get("message_id") is not None:
+            return [FieldProblem("message_id", "only read and delivered receipts name a message")]
+        if valid.get("type") in {"read", "delivered"} and "message_id" in valid and valid["message_id"] is None:
+            return [FieldProblem("message_id", f"required for receipts: 1 to {MAX_ITEM_ID} characters")]
+        return []
 
 
 @dataclass(frozen=True)
@@ -120,36 +170,14 @@ def _fail_on(problems: list[FieldProblem]) -> None:
 
 def message_request(body: Mapping[str, Any]) -> OutgoingMessage:
     """The SendMessage for ``{"content_type", "content"}``; content_type defaults to text/plain."""
-    problems = _unknown(body, {"content_type", "content"})
-    content_type = body.get("content_type", "text/plain")
-    if not isinstance(content_type, str) or content_type not in MESSAGE_CONTENT_TYPES:
-        problems.append(FieldProblem("content_type", "must be one of " + ", ".join(MESSAGE_CONTENT_TYPES)))
-    content = body.get("content")
-    if not isinstance(content, str) or not content.strip():
-        problems.append(FieldProblem("content", "required: a non-blank string"))
-    elif _utf8_bytes(content) > MAX_MESSAGE_BYTES:
-        problems.append(FieldProblem("content", f"must be at most {MAX_MESSAGE_BYTES} UTF-8 bytes"))
-    elif content_type == "application/json" and not _is_json(content):
-        problems.append(FieldProblem("content", "must be a JSON text for application/json"))
-    _fail_on(problems)
-    return OutgoingMessage(content_type=str(content_type), content=str(content))
+    return parse(OutgoingMessage, body)
 
 
 def event_request(body: Mapping[str, Any]) -> OutgoingEvent:
     """The SendEvent for ``{"type": "typing"}`` or ``{"type": "read" | "delivered", "message_id"}``."""
-    problems = _unknown(body, {"type", "message_id"})
-    kind = body.get("type")
-    message_id = body.get("message_id")
-    if not isinstance(kind, str) or kind not in EVENT_CONTENT_TYPES:
-        problems.append(FieldProblem("type", "must be one of " + ", ".join(EVENT_CONTENT_TYPES)))
-    elif kind == "typing":
-        if message_id is not None:
-            problems.append(FieldProblem("message_id", "only read and delivered receipts name a message"))
-    elif not isinstance(message_id, str) or not 1 <= len(message_id) <= MAX_ITEM_ID:
-        problems.append(FieldProblem("message_id", f"required for receipts: 1 to {MAX_ITEM_ID} characters"))
-    _fail_on(problems)
-    content = None if kind == "typing" else json.dumps({"messageId": message_id}, separators=(",", ":"))
-    return OutgoingEvent(kind=str(kind), content_type=EVENT_CONTENT_TYPES[str(kind)], content=content)
+    event = parse(ChatEventRequest, body)
+    content = None if event.type == "typing" else json.dumps({"messageId": event.message_id}, separators=(",", ":"))
+    return OutgoingEvent(kind=event.type, content_type=EVENT_CONTENT_TYPES[event.type], content=content)
 
 
 def attachment_request(body: Mapping[str, Any]) -> OutgoingAttachment:

@@ -3,7 +3,8 @@
 Every event type's JSON Schema is built here from the fields its data shares with the others (a chat item's fields
 are written once), written to ``chalicelib/schemas/<type>.schema.json``, and put into ``chalicelib/openapi.json``
 twice: as ``components.schemas[<type>]`` and as a webhook whose body refers to it. The routes' part of the document
-comes from ``scripts/openapi_base.json``. ``tests/unit/test_openapi_generated.py`` fails when a checked-in file
+comes from ``scripts/openapi_base.json``, except the request bodies of :data:`REQUEST_TYPES`, whose schemas their
+types write (:mod:`chalicelib.validation`). ``tests/unit/test_openapi_generated.py`` fails when a checked-in file
 differs from what this script writes.
 """
 
@@ -16,8 +17,17 @@ from typing import Any
 
 from chalicelib.events import EVENT_TYPES, SCHEMA_DIR
 from chalicelib.handlers.docs import OPENAPI_FILE
+from chalicelib.handlers.redrive_api import RedriveRequest
+from chalicelib.two_way_chats import ChatEventRequest, OutgoingMessage
+from chalicelib.validation import json_schema
 
 BASE_FILE = Path(__file__).parent / "openapi_base.json"
+# Request bodies whose schemas their types write (chalicelib.validation), by their name in components.schemas.
+REQUEST_TYPES: dict[str, type] = {
+    "ChatMessageRequest": OutgoingMessage,
+    "ChatEventRequest": ChatEventRequest,
+    "RedriveRequest": RedriveRequest,
+}
 
 Schema = dict[str, Any]
 
@@ -387,7 +397,8 @@ def openapi_document(schemas: dict[str, Schema]) -> Schema:
     document: Schema = json.loads(BASE_FILE.read_text(encoding="utf-8"))
     components = document.pop("components")
     document["webhooks"] = {event_type: _webhook(event_type, schema) for event_type, schema in schemas.items()}
-    components["schemas"] = {**components["schemas"], **schemas}
+    bodies = {name: json_schema(body_type) for name, body_type in REQUEST_TYPES.items()}
+    components["schemas"] = {**components["schemas"], **bodies, **schemas}
     document["components"] = components
     return document
 

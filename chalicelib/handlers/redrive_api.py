@@ -3,22 +3,23 @@ queue. Always IAM-authorised, whatever ``API_AUTH`` says: it is an operator's ac
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Annotated, Final, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 from chalice.app import Blueprint, IAMAuthorizer, Response
 
 from chalicelib.dependencies import destinations, redrive
-from chalicelib.errors import FieldProblem, RelayError, RequestValidationError
+from chalicelib.errors import RelayError
 from chalicelib.handlers.http import error_response, json_body, json_response
 from chalicelib.observability import logger
 from chalicelib.redrive import KINDS
+from chalicelib.validation import Rule, parse
 
 redrive_api = Blueprint(__name__)
 
 # What one call re-queues at most: well within API Gateway's 29 s. Call again while "complete" is false.
 MAX_PER_CALL: Final = 500
-_FIELDS = frozenset({"kinds", "limit"})
 
 
 @redrive_api.route("/destinations/{name}/redrive", methods=["POST"], authorizer=IAMAuthorizer())
@@ -41,15 +42,30 @@ def redrive_destination(name: str) -> Response:
     return json_response(200, {"destination": name, **summary.as_dict()})
 
 
+@dataclass(frozen=True)
+class RedriveRequest:
+    """The body of ``POST /destinations/{name}/redrive``; every field is optional."""
+
+    kinds: Annotated[
+        tuple[Literal["dead-letters", "undelivered"], ...],
+        Rule(
+            min_length=1,
+            unique=True,
+            description="What to re-queue; default both.",
+            problem=f"must be a non-empty list of {', '.join(KINDS)}",
+        ),
+    ] = KINDS
+    limit: Annotated[
+        int,
+        Rule(
+            minimum=1,
+            maximum=MAX_PER_CALL,
+            description="At most this many per call.",
+            problem=f"must be a whole number from 1 to {MAX_PER_CALL}",
+        ),
+    ] = MAX_PER_CALL
+
+
 def _request(raw: str | bytes | None) -> tuple[tuple[str, ...], int]:
-    body = json_body(raw, required=False)
-    problems = [FieldProblem(key, "unknown field") for key in sorted(set(body) - _FIELDS)]
-    kinds = body.get("kinds", list(KINDS))
-    if not isinstance(kinds, list) or not kinds or not set(kinds) <= set(KINDS) or len(set(kinds)) != len(kinds):
-        problems.append(FieldProblem("kinds", f"must be a non-empty list of {', '.join(KINDS)}"))
-    limit = body.get("limit", MAX_PER_CALL)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PER_CALL:
-        problems.append(FieldProblem("limit", f"must be a whole number from 1 to {MAX_PER_CALL}"))
-    if problems:
-        raise RequestValidationError(problems)
-    return tuple(kinds), limit
+    body = parse(RedriveRequest, json_body(raw, required=False))
+    return body.kinds, body.limit

@@ -1,0 +1,103 @@
+"""The typed bodies of chalicelib.validation: every problem at once, with its field, never the refused value; and the
+schema each type writes for the OpenAPI document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from chalicelib.errors import FieldProblem, RequestValidationError
+from chalicelib.validation import Rule, json_schema, parse
+
+SECRET = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="
+URL = "https://user:password@hooks.example.com/in"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Body:
+    name: Annotated[str, Rule(min_length=1, max_length=8, description="A name.")]
+    mode: Literal["a", "b"] = "a"
+    count: Annotated[int, Rule(minimum=1, maximum=10)] = 1
+    tags: Annotated[tuple[Literal["x", "y"], ...], Rule(min_length=1, unique=True)] = ("x",)
+    note: Annotated[str | None, Rule(pattern="[a-z]+", problem="lower-case letters only")] = None
+
+    @staticmethod
+    def cross_checks(valid: dict[str, Any]) -> list[FieldProblem]:
+        if valid.get("mode") == "b" and valid.get("note") is None:
+            return [FieldProblem("note", "required for mode b")]
+        return []
+
+
+def problems(body: dict[str, Any]) -> list[tuple[str, str]]:
+    with pytest.raises(RequestValidationError) as caught:
+        parse(Body, body)
+    return [(problem.field, problem.problem) for problem in caught.value.problems]
+
+
+def test_a_valid_body_becomes_the_type_with_its_defaults() -> None:
+    assert parse(Body, {"name": "ana", "tags": ["y", "x"]}) == Body(name="ana", tags=("y", "x"))
+
+
+def test_every_problem_is_listed_at_once_with_its_field() -> None:
+    # Given a body wrong in every field at once
+    body = {"extra": 1, "name": "", "mode": "c", "count": True, "tags": ["x", "x"], "note": "ABC"}
+    # Then each field is named once, unknown fields first
+    assert problems(body) == [
+        ("extra", "unknown field"),
+        ("name", "must be 1 to 8 characters"),
+        ("mode", "must be one of a, b"),
+        ("count", "must be a whole number"),
+        ("tags", "must not repeat an entry"),
+        ("note", "lower-case letters only"),
+    ]
+
+
+def test_missing_required_fields_and_cross_field_rules_are_listed_together() -> None:
+    assert problems({"mode": "b", "count": 11}) == [
+        ("name", "required"),
+        ("count", "must be from 1 to 10"),
+        ("note", "required for mode b"),
+    ]
+
+
+@pytest.mark.parametrize("value", [SECRET, URL])
+def test_a_refused_value_is_never_echoed(value: str) -> None:
+    for body in ({"name": value}, {"name": "a", "mode": value}, {"name": "a", "tags": [value]}, {value: 1}):
+        text = " ".join(field + problem for field, problem in problems(body) if field != value)
+        assert value not in text
+        assert "password" not in text
+
+
+def test_the_type_writes_its_json_schema() -> None:
+    schema = json_schema(Body)
+    Draft202012Validator.check_schema(schema)
+    assert schema == {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 8, "description": "A name."},
+            "mode": {"enum": ["a", "b"], "default": "a"},
+            "count": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
+            "tags": {
+                "type": "array",
+                "items": {"enum": ["x", "y"]},
+                "minItems": 1,
+                "uniqueItems": True,
+                "default": ["x"],
+            },
+            "note": {"type": "string", "pattern": "[a-z]+"},
+        },
+        "additionalProperties": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"name": "ana"}, {"name": "ana", "mode": "b", "note": "ok", "count": 10, "tags": ["x", "y"]}],
+)
+def test_what_parse_accepts_the_schema_accepts(body: dict[str, Any]) -> None:
+    parse(Body, body)
+    Draft202012Validator(json_schema(Body)).validate(body)
