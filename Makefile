@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck unit test demo chaos bench package policies openapi clean
+.PHONY: help venv lint typecheck unit test demo chaos bench package render policies deploy destroy openapi clean
 
 help:
 	@echo "make demo     run the relay end to end on emulated AWS (no account needed)"
@@ -12,7 +12,9 @@ help:
 	@echo "make chaos    durable delivery under injected faults: ends with chaos: ... lost=0"
 	@echo "make bench    throughput and latency figures against baselines"
 	@echo "make package  chalice package into build/package"
-	@echo "make policies render the destinations' IAM grants into .chalice/policy-*.json"
+	@echo "make render   render .chalice/config.json, the policies and the destinations files from stages/*.json"
+	@echo "make deploy STAGE=dev   infrastructure stack, chalice deploy and what Chalice cannot set, in an AWS account"
+	@echo "make destroy STAGE=dev  chalice delete and the infrastructure stack (the archive bucket is kept)"
 	@echo "make openapi  write chalicelib/schemas/ and chalicelib/openapi.json from scripts/openapi.py"
 
 # chalice 1.34 requires pip<26.3: a newer pip would be downgraded again, with a resolver error on the way.
@@ -56,8 +58,10 @@ package: $(STAMP)
 	$(BIN)/cfn-lint build/package/sam.json
 	@echo "CloudFormation template and deployment.zip written to build/package"
 
-policies: $(STAMP)
-	$(BIN)/python -m scripts.render_policies
+render: $(STAMP)
+	$(BIN)/python -m scripts.render
+
+policies: render
 
 openapi: $(STAMP)
 	$(BIN)/python -m scripts.openapi

@@ -1,22 +1,22 @@
-"""Render the IAM grants of the destinations into each stage's policy files (``make policies``).
+"""The IAM grants of the destinations, for each stage's policy files (``make render`` writes them).
 
 Every function that publishes events gets exactly the writes its stage's destinations file names: PutObject on each
 archive's key prefix (and GenerateDataKey on its KMS key), SendMessage on each queue, PutEvents on each bus,
-PutRecords on each stream. Only the statements whose ``Sid`` starts with ``Destinations`` are rewritten; the rest of
-each policy is left as it is. ``tests/unit/test_deployment.py`` checks that the committed policies are rendered.
+PutRecords on each stream, as the statements whose ``Sid`` starts with ``Destinations``, after the statements of the
+function's template in ``infra/policies/``. ``tests/unit/test_deployment.py`` checks that the committed policies are
+rendered.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from chalicelib.adapters.archive import TRANSCRIPTS_PREFIX
 from chalicelib.destination_kinds import ArchiveTarget, BusTarget, QueueTarget, StreamTarget
-from chalicelib.destinations import RelayConfig, parse_relay_config
+from chalicelib.destinations import RelayConfig
 
 PROJECT = Path(__file__).parent.parent
 CHALICE = PROJECT / ".chalice"
@@ -164,44 +164,25 @@ def _statement(sid: str, actions: list[str], resources: set[str]) -> dict[str, A
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": sorted(resources)}
 
 
-def rendered(stage: str, function: str) -> tuple[Path, str]:
-    """The policy file of ``function`` in ``stage`` and what it should contain."""
-    chalice_config = json.loads((CHALICE / "config.json").read_text())
-    path = CHALICE / chalice_config["stages"][stage]["lambda_functions"][function]["iam_policy_file"]
-    document = json.loads(path.read_text())
-    kept = [s for s in document["Statement"] if not str(s.get("Sid", "")).startswith(SID_PREFIX)]
-    source = CONFIG_DIR / f"destinations-{stage}.json"
-    config = parse_relay_config(json.loads(source.read_text()), source=str(source))
+def grants_of(function: str, config: RelayConfig, environment: dict[str, str]) -> list[dict[str, Any]]:
+    """The ``Destinations`` statements of ``function``'s policy (none for a function that does not publish)."""
+    if function not in PUBLISHING_FUNCTIONS:
+        return []
     statements = destination_statements(config)
-    environment = {
-        **chalice_config.get("environment_variables", {}),
-        **chalice_config["stages"][stage]["environment_variables"],
-    }
+    archive = environment.get("TRANSCRIPT_ARCHIVE", "archive")
     if function == TRANSCRIPT_FUNCTION:
-        statements += transcript_statements(config, environment.get("TRANSCRIPT_ARCHIVE", "archive"))
+        statements += transcript_statements(config, archive)
     if function == RECONCILIATION_FUNCTION:
-        statements += archive_read_statements(config, environment.get("TRANSCRIPT_ARCHIVE", "archive"))
+        statements += archive_read_statements(config, archive)
     if function == REPLAY_FUNCTION:
         statements += replay_statements(config)
-    document["Statement"] = kept + statements
-    return path, json.dumps(document, indent=2) + "\n"
+    return statements
 
 
-def stages() -> list[str]:
-    """The stages of ``.chalice/config.json``."""
-    return sorted(json.loads((CHALICE / "config.json").read_text())["stages"])
+def rendered(stage: str, function: str) -> tuple[Path, str]:
+    """The policy file of ``function`` in ``stage`` and what it should contain."""
+    from scripts.render import render_stage
 
-
-def main() -> int:
-    """Rewrite every publishing function's policy in every stage; say which files changed."""
-    for stage in stages():
-        for function in PUBLISHING_FUNCTIONS:
-            path, text = rendered(stage, function)
-            if path.read_text() != text:
-                path.write_text(text)
-                print(f"rendered {path.relative_to(PROJECT)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    chalice_config = json.loads((CHALICE / "config.json").read_text())
+    path = CHALICE / chalice_config["stages"][stage]["lambda_functions"][function]["iam_policy_file"]
+    return path, render_stage(stage)[path]
