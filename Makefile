@@ -66,5 +66,15 @@ policies: render
 openapi: $(STAMP)
 	$(BIN)/python -m scripts.openapi
 
+# make deploy STAGE=dev: scripts/deploy.py (infrastructure stack, chalice deploy, what Chalice cannot set).
+deploy: $(STAMP)
+	$(if $(STAGE),,$(error make deploy needs STAGE=<stage>, one of stages/*.json))
+	$(BIN)/python -m scripts.deploy deploy --stage $(STAGE)
+
+# make destroy STAGE=dev [KEEP_ARCHIVE=false]: chalice delete and the stack; the archive bucket is kept unless told.
+destroy: $(STAMP)
+	$(if $(STAGE),,$(error make destroy needs STAGE=<stage>, one of stages/*.json))
+	$(BIN)/python -m scripts.deploy destroy --stage $(STAGE) $(if $(filter false,$(KEEP_ARCHIVE)),--delete-archive)
+
 clean:
 	rm -rf $(VENV) build .relay-demo .chaos .bench .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cfnlint.decode import cfn_yaml
+import yaml
 
 PROJECT = Path(__file__).parent.parent
 STAGES_DIR = PROJECT / "stages"
@@ -252,9 +252,28 @@ def parse_stage(document: Any, *, path: Path, name: str) -> Stage:  # noqa: PLR0
     )
 
 
+def _intrinsic(loader: Any, suffix: str, node: Any) -> dict[str, Any]:
+    """CloudFormation's short forms: ``!Ref X`` is ``{"Ref": "X"}``, ``!GetAtt A.B`` ``{"Fn::GetAtt": ["A", "B"]}``."""
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
+
+
+# PyYAML's safe loader, plus the short forms (cfn-lint's own reader takes seconds to import).
+_TEMPLATE_LOADER: Any = type("TemplateLoader", (yaml.SafeLoader,), {})
+_TEMPLATE_LOADER.add_multi_constructor("!", _intrinsic)
+
+
 def infrastructure_template() -> dict[str, Any]:
-    """``infra/relay-infrastructure.yaml`` as a document (cfn-lint's reader: ``!Ref X`` is ``{"Ref": "X"}``)."""
-    document: dict[str, Any] = cfn_yaml.loads(INFRASTRUCTURE_TEMPLATE.read_text())
+    """``infra/relay-infrastructure.yaml`` as a document."""
+    document: dict[str, Any] = yaml.load(INFRASTRUCTURE_TEMPLATE.read_text(), Loader=_TEMPLATE_LOADER)  # noqa: S506
     return document
 
 
