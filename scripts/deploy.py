@@ -38,6 +38,7 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
+from chalice.deploy.deployer import ChaliceDeploymentError
 
 from scripts.lambda_runtime import LAMBDA_RUNTIME
 from scripts.render import render_all, write
@@ -406,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             deployment.destroy(delete_archive=arguments.delete_archive)
     except (StageFileError, DeployError) as exc:
+        print(f"make {arguments.command}: {exc}", file=sys.stderr)
+        return 1
+    except ChaliceDeploymentError as exc:
+        # Chalice's own account of what failed; anything else keeps its traceback.
         print(f"make {arguments.command}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -117,3 +117,33 @@ def test_every_packaged_function_runs_on_the_one_stated_runtime(stage: str) -> N
 
 def test_the_makefile_pins_the_runtime_of_the_package_it_builds() -> None:
     assert "$(BIN)/python -m scripts.lambda_runtime build/package/sam.json" in (PROJECT / "Makefile").read_text()
+
+
+ASYNCHRONOUS_EVENTS = frozenset({"SNS", "CloudWatchEvent", "Schedule", "S3"})
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_packaged_template_sets_what_make_deploy_sets_for_every_function_that_needs_it(stage: str) -> None:
+    """Given the packaged template, then every function invoked asynchronously (SNS, EventBridge, schedules, S3) has
+    an on-failure destination and every SQS event source reports partial batch failures, as `make deploy` sets them
+    (derived from the template Chalice generates, so a new function without them fails here)."""
+    template = packaged_template(stage)
+    resources = template["Resources"]
+    on_failure = {
+        r["Properties"]["FunctionName"]["Ref"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and r["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == {"Ref": "FailedInvocationsQueueArn"}
+    }
+    asynchronous, sqs = set(), {}
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event_name, event in (resource["Properties"].get("Events") or {}).items():
+            if event["Type"] in ASYNCHRONOUS_EVENTS:
+                asynchronous.add(name)
+            elif event["Type"] == "SQS":
+                sqs[event_name] = event["Properties"].get("FunctionResponseTypes")
+    assert asynchronous == on_failure
+    assert sqs
+    assert all(types == ["ReportBatchItemFailures"] for types in sqs.values()), sqs
