@@ -114,6 +114,15 @@ class Stage:
             "TranscriptLocationArns": [
                 f"arn:{self.partition}:s3:::{location.removeprefix('s3://')}" for location in self.transcript_locations
             ],
+            "TranscriptBucketArns": sorted(
+                {
+                    f"arn:{self.partition}:s3:::{location.removeprefix('s3://').split('/', 1)[0]}"
+                    for location in self.transcript_locations
+                }
+            ),
+            "TranscriptPrefixes": [
+                location.removeprefix("s3://").split("/", 1)[1] for location in self.transcript_locations
+            ],
         }
         for key, value in self.outputs().items():
             values[key] = value
