@@ -122,7 +122,10 @@ def observe(endpoint: str) -> dict[str, Any]:
         "stack": stacks["Stacks"][0] if stacks else None,
         "functions": functions,
         "subscriptions": subscriptions["Subscriptions"] if subscriptions else [],
-        "rules": {rule["Name"]: json.loads(rule["EventPattern"]) for rule in client("events").list_rules()["Rules"]},
+        "rules": {
+            rule["Name"]: json.loads(rule["EventPattern"]) if "EventPattern" in rule else rule["ScheduleExpression"]
+            for rule in client("events").list_rules()["Rules"]
+        },
         "mappings": lam.list_event_source_mappings()["EventSourceMappings"],
         "buckets": [bucket["Name"] for bucket in client("s3").list_buckets()["Buckets"]],
     }
@@ -239,6 +242,7 @@ def test_the_event_sources_are_subscribed_with_their_settings(deployed: Deployed
     ]
     contact_rule = next(p for n, p in state["rules"].items() if "on_contact_event" in n)
     assert contact_rule["source"] == ["aws.connect"]
+    assert next(p for n, p in state["rules"].items() if "scan_transcripts" in n).startswith(("rate(", "cron("))
     transcript_rule = next(p for n, p in state["rules"].items() if "on_transcript_written" in n)
     assert transcript_rule["detail"]["bucket"]["name"] == [f"amazon-connect-{STAGE}-{ACCOUNT}"]
     mappings = {m["FunctionArn"].rsplit(":", 1)[-1]: m for m in state["mappings"]}
