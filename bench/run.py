@@ -17,6 +17,12 @@ Receivers are real HTTP servers on 127.0.0.1 (lean asyncio ones, in a process of
 5. The retry path: deliveries per second through ``retry_deliveries`` (the real entry point, tickets in batches
    of ten as SQS hands them over, each read, gated, signed afresh, posted and settled), against the competent
    baseline's deliveries per second to the same receiver. Reported, no target.
+6. The delivery ledger's cost: throughput through ``on_chat_message`` to 10 destinations with the ledger (one
+   BatchGetItem before the fan-out, one BatchWriteItem after, against moto in the same process) and without it
+   (``DELIVERIES_TABLE_NAME`` unset), interleaved. Reported, no target.
+
+Every round sends items the relay has not seen (fresh item ids, so fresh webhook-ids): a repeated item would be
+skipped by the delivery ledger, and the round would measure no deliveries.
 
 Targets are reported, never asserted: CI does not fail on them. Results go to .bench/results.json.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import itertools
 import json
 import os
 import secrets
@@ -98,9 +105,25 @@ def sns_event(index: int) -> dict[str, Any]:
     }
 
 
+def fresh(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same items under ids never sent before: the delivery ledger would skip an item already delivered."""
+    run = next(_ROUND)
+    copies = []
+    for event in events:
+        record = event["Records"][0]["Sns"]
+        item = json.loads(record["Message"])
+        item["Id"] = f"{item['Id']}-r{run}"
+        copies.append({**event, "Records": [{**event["Records"][0], "Sns": {**record, "Message": json.dumps(item)}}]})
+    return copies
+
+
+_ROUND = itertools.count()
+
+
 @contextlib.contextmanager
-def relay_environment(urls: list[str]) -> Iterator[None]:
-    """The dev stage's settings, and a destinations file naming ``urls``."""
+def relay_environment(urls: list[str], *, ledger: bool = True) -> Iterator[None]:
+    """The dev stage's settings, and a destinations file naming ``urls``; ``ledger`` False unsets
+    DELIVERIES_TABLE_NAME (no bookkeeping of 2xx answers)."""
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     env = {**config["environment_variables"], **config["stages"]["dev"]["environment_variables"]}
     OUT.mkdir(exist_ok=True)
@@ -120,6 +143,7 @@ def relay_environment(urls: list[str]) -> Iterator[None]:
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "DELIVERIES_TABLE_NAME": env["DELIVERIES_TABLE_NAME"] if ledger else "",
         }
     )
     from moto import mock_aws
@@ -128,7 +152,8 @@ def relay_environment(urls: list[str]) -> Iterator[None]:
 
     dependencies.reset()
     try:
-        # Destination health reads its table (once per destination and cache period): moto, in-process.
+        # Destination health reads its table (once per destination and cache period), the delivery ledger its own
+        # (once per event, and one write): moto, in-process.
         with mock_aws():
             clients.dynamodb().create_table(
                 TableName=env["HEALTH_TABLE_NAME"],
@@ -137,6 +162,12 @@ def relay_environment(urls: list[str]) -> Iterator[None]:
                     {"AttributeName": "pk", "AttributeType": "S"},
                     {"AttributeName": "sk", "AttributeType": "S"},
                 ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            clients.dynamodb().create_table(
+                TableName=env["DELIVERIES_TABLE_NAME"],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                 BillingMode="PAY_PER_REQUEST",
             )
             yield
@@ -246,7 +277,7 @@ def compare(
         for deliver in (handle, naive, competent):
             deliver(events[0])  # warm: the container's first invocation builds its clients and pools
         for _ in range(ROUNDS):
-            relay_rounds.append(measure(handle, events))
+            relay_rounds.append(measure(handle, fresh(events)))
             naive_rounds.append(measure(naive, events))
             competent_rounds.append(measure(competent, events))
     return statistics.median(relay_rounds), statistics.median(naive_rounds), statistics.median(competent_rounds)
@@ -259,7 +290,7 @@ def fanout_ratio(slow_urls: list[str], events: list[dict[str, Any]]) -> tuple[fl
         with relay_environment(urls), contextlib.redirect_stdout(io.StringIO()):
             handle = relay_handler()
             handle(events[0])
-            return median_ms(handle, events[1 : FANOUT_ROUNDS + 1])
+            return median_ms(handle, fresh(events[1 : FANOUT_ROUNDS + 1]))
 
     return relay_ms(slow_urls), relay_ms(slow_urls[:1])
 
@@ -316,28 +347,47 @@ def retry_path(urls: list[str], events: list[dict[str, Any]]) -> tuple[float, fl
         def get_remaining_time_in_millis() -> int:
             return 60_000
 
-    tickets = []
-    for event in events:
-        relay_event = event_from_chat_item(parse_sns_record(event["Records"][0]["Sns"]))
-        tickets.append(first_ticket("d0", relay_event, Attempt(1, time.time(), 503, "HTTP 503", 1.0), 0.0).to_json())
-    batches = [
-        {"Records": [{"messageId": f"m-{i}", "receiptHandle": "r", "body": body} for i, body in enumerate(chunk)]}
-        for chunk in (tickets[start : start + 10] for start in range(0, len(tickets), 10))
-    ]
+    def batches_of(round_events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        tickets = []
+        for event in round_events:
+            relay_event = event_from_chat_item(parse_sns_record(event["Records"][0]["Sns"]))
+            attempt = Attempt(1, time.time(), 503, "HTTP 503", 1.0)
+            tickets.append(first_ticket("d0", relay_event, attempt, 0.0).to_json())
+        return [
+            {"Records": [{"messageId": f"m-{i}", "receiptHandle": "r", "body": body} for i, body in enumerate(chunk)]}
+            for chunk in (tickets[start : start + 10] for start in range(0, len(tickets), 10))
+        ]
+
     retry_rounds, competent_rounds = [], []
     with relay_environment(urls), contextlib.redirect_stdout(io.StringIO()), competent_baseline(urls) as competent:
         from app import app
 
         handler = app.handler_map["retry_deliveries"]
-        handler(batches[0], Context())  # warm
+        handler(batches_of(fresh(events[:10]))[0], Context())  # warm
         competent(events[0])
         for _ in range(ROUNDS):
+            batches = batches_of(fresh(events))
             started = time.perf_counter()
             for batch in batches:
                 handler(batch, Context())
-            retry_rounds.append(per_second(len(tickets), time.perf_counter() - started))
+            retry_rounds.append(per_second(len(events), time.perf_counter() - started))
             competent_rounds.append(items_per_second(competent, events))
     return statistics.median(retry_rounds), statistics.median(competent_rounds)
+
+
+def ledger_cost(urls: list[str], events: list[dict[str, Any]]) -> tuple[float, float]:
+    """Items per second through on_chat_message to ``urls`` with the delivery ledger and without it, interleaved
+    rounds of items never sent before, each figure the median round."""
+    with_rounds: list[float] = []
+    without_rounds: list[float] = []
+    with contextlib.redirect_stdout(io.StringIO()):
+        for _ in range(ROUNDS):
+            for ledger, rounds in ((True, with_rounds), (False, without_rounds)):
+                with relay_environment(urls, ledger=ledger):
+                    handle = relay_handler()
+                    handle(fresh(events[:1])[0])  # warm: clients, pools, the first ledger call
+                    rounds.append(items_per_second(handle, fresh(events)))
+    return statistics.median(with_rounds), statistics.median(without_rounds)
 
 
 @contextlib.contextmanager
@@ -407,6 +457,12 @@ def main() -> int:
             f"retry path, 1 destination:    retry_deliveries {retry_rate:6.0f} deliveries/s"
             f"   competent {competent_rate:6.0f} deliveries/s   ratio {retry_rate / competent_rate:.2f}"
         )
+        with_ledger, without_ledger = ledger_cost(fast_urls, events)
+        ledger_ms = (1 / with_ledger - 1 / without_ledger) * 1000
+        print(
+            f"delivery ledger, 10 dest.:    with {with_ledger:6.0f} items/s   without {without_ledger:6.0f} items/s"
+            f"   ratio {with_ledger / without_ledger:.2f}   {ledger_ms:+.2f} ms/event (moto in-process)"
+        )
         relay_us, bare_us = per_delivery(fast_urls[0])
         delivery_ratio = relay_us / bare_us
         print(
@@ -434,6 +490,12 @@ def main() -> int:
             "retry_deliveries_per_s": retry_rate,
             "competent_deliveries_per_s": competent_rate,
             "ratio": retry_rate / competent_rate,
+        },
+        "delivery_ledger_10": {
+            "with_items_per_s": with_ledger,
+            "without_items_per_s": without_ledger,
+            "ratio": with_ledger / without_ledger,
+            "ms_per_event": ledger_ms,
         },
         "per_delivery": {"relay_us": relay_us, "bare_pooled_us": bare_us, "ratio": delivery_ratio, "target": "<= 1.25"},
     }

@@ -512,7 +512,8 @@ class ArchiveReplays:
     def _deliver(self, destination: Destination, event: RelayEvent, deadline: float | None) -> Outcome:
         if not destination.accepts(event):
             return "skipped"
-        result = self._relay.redeliver(destination, event, deadline=deadline)
+        # An explicit re-send: the delivery ledger is not asked (the destination may have had it before).
+        result = self._relay.redeliver(destination, event, deadline=deadline, resend=True)
         return outcome_of(result, destination)
 
     def _fail(self, state: ReplayState, reason: str) -> None:

@@ -41,8 +41,8 @@ _CONNECT_FOR_FLOW_CONFIG = Config(
     read_timeout=2,
     user_agent_extra="connect-chat-relay",
 )
-# Destination health is asked on the delivery path: a DynamoDB outage may cost it a few seconds, never the default
-# client's three attempts of up to 12 s each.
+# Destination health and the delivery ledger are asked on the delivery path: a DynamoDB outage may cost it a few
+# seconds, never the default client's three attempts of up to 12 s each.
 _HEALTH_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 2},
     connect_timeout=1,
@@ -102,7 +102,7 @@ def dynamodb_for_flow() -> DynamoDBClient:
 
 @cache
 def dynamodb_for_health() -> DynamoDBClient:
-    """A DynamoDB client with a budget that fits the delivery path (destination health)."""
+    """A DynamoDB client with a budget that fits the delivery path (destination health, the delivery ledger)."""
     return boto3.client("dynamodb", config=_HEALTH_CONFIG)
 
 

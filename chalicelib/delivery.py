@@ -58,6 +58,8 @@ class DeliveryResult:
 
     ``held``: ``parked`` (kept for a disabled destination until it is re-enabled, instead of the retry path) or
     ``deferred`` (not attempted: handed to the retry path by the destination's circuit breaker or rate limit).
+    ``already_delivered``: not sent, because the delivery ledger knows this destination answered 2xx for this
+    ``webhook-id`` before (``ok`` is then true).
     """
 
     destination: str
@@ -72,6 +74,7 @@ class DeliveryResult:
     disable_endpoint: bool
     held: Held | None = None
     excerpt: str | None = None  # the start of a failed answer's body
+    already_delivered: bool = False
 
     @classmethod
     def unsent(
@@ -89,6 +92,23 @@ class DeliveryResult:
             retryable=retryable,
             retry_after_seconds=None,
             disable_endpoint=False,
+        )
+
+    @classmethod
+    def already(cls, event: RelayEvent, destination: str) -> DeliveryResult:
+        """A delivery not made again: the destination answered 2xx for this ``webhook-id`` before."""
+        return cls(
+            destination=destination,
+            webhook_id=event.webhook_id,
+            event_type=event.type,
+            ok=True,
+            status=None,
+            error=None,
+            latency_ms=0.0,
+            retryable=False,
+            retry_after_seconds=None,
+            disable_endpoint=False,
+            already_delivered=True,
         )
 
     @classmethod

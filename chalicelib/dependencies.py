@@ -19,6 +19,7 @@ from chalicelib.adapters.connect_transcripts import (
     ReconciliationQueue,
     ScanWatermarks,
 )
+from chalicelib.adapters.deliveries_table import DeliveriesTable
 from chalicelib.adapters.health_table import HealthTable
 from chalicelib.adapters.participant import ParticipantGateway
 from chalicelib.adapters.quarantine import Quarantine
@@ -152,6 +153,19 @@ def endpoint_health() -> EndpointHealth:
 
 
 @cache
+def delivery_ledger() -> DeliveriesTable | None:
+    """Which (destination, webhook-id) pairs were answered 2xx; None when DELIVERIES_TABLE_NAME is unset."""
+    settings = get_settings()
+    if settings.deliveries_table_name is None:
+        return None
+    return DeliveriesTable(
+        clients.dynamodb_for_health(),
+        settings.deliveries_table_name,
+        ttl_seconds=settings.deliveries_ttl_days * 86_400.0,
+    )
+
+
+@cache
 def aws_delivery() -> AwsDelivery:
     """Writes to the destinations of the AWS kinds; its writers are made on first use."""
     return AwsDelivery(s3=clients.s3, sqs=clients.sqs, events=clients.events, kinesis=clients.kinesis)
@@ -236,6 +250,7 @@ def relay() -> Relay:
         endpoint_health(),
         aws=aws_delivery(),
         retry_queue=retry_queue(),
+        ledger=delivery_ledger(),
     )
 
 
@@ -283,6 +298,7 @@ def reset() -> None:
         attachment_links,
         quarantine,
         endpoint_health,
+        delivery_ledger,
         aws_delivery,
         transcript_service,
         reconciliation_service,

@@ -117,4 +117,5 @@ def ticket_from_kept(kept: Any, destination: str) -> RetryTicket:
         not_before=now(),
         event_ref=ref if event is None else None,
         redriven=int(kept.get("redriven", 0)) + 1,
+        resend=kept.get("resend") is True,
     )

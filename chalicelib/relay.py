@@ -1,12 +1,16 @@
 """Publishing an event: the destinations that want it, their health, their secrets, the concurrent delivery, and
 what becomes of every delivery that did not get through: a retry ticket on the SQS retry queue at once (or a copy
 in S3 if SQS fails too), parked for a disabled destination, or a dead letter when it will not be retried. An
-invocation fails only when neither SQS nor S3 keeps a failure."""
+invocation fails only when neither SQS nor S3 keeps a failure.
+
+Before delivering, the relay asks its delivery ledger which destinations already answered 2xx for the event's
+``webhook-id`` (a redelivery, a retry after a crash) and skips them; after, it records the new 2xx answers. An
+explicit re-send (``resend``: a replay) is delivered whatever the ledger says."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -14,6 +18,7 @@ from typing import TYPE_CHECKING
 from chalicelib.adapters.secrets import SecretUnavailableError
 from chalicelib.delivery import DeliveryResult
 from chalicelib.errors import RelayError
+from chalicelib.ledger import DeliveryLedgerError, Pair
 from chalicelib.observability import count, logger
 from chalicelib.retries import (
     Attempt,
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from chalicelib.destinations import Destination, RelayConfig
     from chalicelib.events import RelayEvent
     from chalicelib.health import EndpointHealth, Gate, ReplayProgress
+    from chalicelib.ledger import DeliveryLedger
 
 # A ticket this close to its time is delivered now rather than sent round the queue once more.
 EARLY_TOLERANCE_SECONDS = 1.0
@@ -62,6 +68,7 @@ class Relay:
         *,
         aws: AwsDelivery,
         retry_queue: RetryQueue,
+        ledger: DeliveryLedger | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._config = config
@@ -73,6 +80,8 @@ class Relay:
         # AWS writes run beside the webhook fan-out rather than after it.
         self._writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="destination-write")
         self._retry_queue = retry_queue
+        # None: no bookkeeping of 2xx answers (DELIVERIES_TABLE_NAME unset); every redelivery delivers again.
+        self._ledger = ledger
         self._rng = rng or random.Random()  # noqa: S311 - jitter spreads retries; nothing secret depends on it
 
     def publish(
@@ -108,15 +117,40 @@ class Relay:
         *,
         deadline: float | None,
         ticket: RetryTicket | None = None,
+        resend: bool = False,
+        delivered: Container[Pair] | None = None,
     ) -> DeliveryResult:
         """Deliver ``event`` to ``destination`` once more and settle the attempt: every retry goes through here.
 
         ``ticket``: the retry ticket the attempt follows (its attempts so far), None for a fresh start (redrive).
+        Unless ``resend`` (an explicit re-send, such as a replay: delivered again even if it was delivered before,
+        and so are its retries), a pair the delivery ledger knows as delivered is not sent again: the result is
+        ``already_delivered``. ``delivered``: the pairs known delivered, read beforehand (a whole retry batch in
+        one read); None reads the ledger for this pair.
         """
-        return self._deliver(event, [destination], deadline=deadline, replay=False, ticket=ticket)[0]
+        resend = resend or (ticket is not None and ticket.resend)
+        return self._deliver(
+            event, [destination], deadline=deadline, replay=False, ticket=ticket, resend=resend, delivered=delivered
+        )[0]
 
-    def retry(self, ticket: RetryTicket, *, deadline: float | None) -> None:
-        """One ticket from the retry queue: sent round again if early, else delivered and settled.
+    def delivered_among(self, tickets: Sequence[RetryTicket]) -> frozenset[Pair]:
+        """The (destination, webhook-id) pairs of ``tickets`` already answered 2xx: one ledger read for a batch.
+
+        Tickets not due yet, explicit re-sends and tickets for every destination are not asked about.
+        """
+        moment = now()
+        pairs = [
+            (ticket.destination, ticket.webhook_id)
+            for ticket in tickets
+            if ticket.destination != EVERY_DESTINATION
+            and not ticket.resend
+            and ticket.not_before - moment <= EARLY_TOLERANCE_SECONDS
+        ]
+        return self._known_delivered(pairs)
+
+    def retry(self, ticket: RetryTicket, *, deadline: float | None, delivered: Container[Pair] | None = None) -> None:
+        """One ticket from the retry queue: sent round again if early, dropped as done if the ledger knows the
+        pair delivered, else delivered and settled. ``delivered``: see :meth:`redeliver`.
 
         Raises when the outcome could be kept neither in the queue nor in S3: the message then stays on the queue.
         """
@@ -137,7 +171,7 @@ class Relay:
             count("DeliveryExhausted")
             logger.error("retry ticket for a destination no longer configured", extra={"key": key})
             return
-        self.redeliver(destination, event, deadline=deadline, ticket=ticket)
+        self.redeliver(destination, event, deadline=deadline, ticket=ticket, delivered=delivered)
 
     def enable(
         self,
@@ -171,11 +205,24 @@ class Relay:
         deadline: float | None = None,
         replay: bool,
         ticket: RetryTicket | None = None,
+        resend: bool = False,
+        delivered: Container[Pair] | None = None,
     ) -> list[DeliveryResult]:
-        handoff = _Handoff(self)
+        handoff = _Handoff(self, resend=resend)
         targets: list[tuple[WebhookTarget, Sequence[str]]] = []
         held: list[DeliveryResult] = []
         writes = []
+        done: list[DeliveryResult] = []
+        if not resend:
+            if delivered is None:
+                delivered = self._known_delivered([(d.name, event.webhook_id) for d in destinations if _recorded(d)])
+            done = [
+                DeliveryResult.already(event, d.name) for d in destinations if (d.name, event.webhook_id) in delivered
+            ]
+            if done:
+                count("DeliverySkipped", len(done))
+                skipped = {result.destination for result in done}
+                destinations = [d for d in destinations if d.name not in skipped]
         for destination in destinations:
             gate = self._health.gate(destination, event, replay=replay)
             if gate.decision != "deliver":
@@ -197,12 +244,15 @@ class Relay:
             targets.append((target, secrets))
         by_name = {destination.name: destination for destination in destinations}
         results: list[DeliveryResult] = []
+        answered: list[Pair] = []
 
         def settle(result: DeliveryResult) -> None:
             # Called as each result is known: a failure is on its way to the retry queue before the next is read.
             destination = by_name[result.destination]
             if self._health.record(destination, event, result, replay=replay):
                 result = replace(result, held="parked")
+            if result.ok and _recorded(destination):
+                answered.append((destination.name, event.webhook_id))
             handoff.settle(destination, event, ticket, result, replay=replay)
             results.append(result)
 
@@ -211,10 +261,33 @@ class Relay:
         _count(written)
         for result in written:
             settle(result)
+        self._record(answered)
         for result in held:
             handoff.settle(by_name[result.destination], event, ticket, result, replay=replay)
         handoff.flush()
-        return results + held
+        return done + results + held
+
+    def _known_delivered(self, pairs: Collection[Pair]) -> frozenset[Pair]:
+        """The pairs the ledger knows as delivered; none when there is no ledger or it cannot be read."""
+        if self._ledger is None or not pairs:
+            return frozenset()
+        try:
+            return frozenset(self._ledger.delivered(pairs))
+        except DeliveryLedgerError as exc:
+            # At least once beats at most once: delivered again, with the same webhook-id.
+            logger.warning("delivery ledger unavailable; delivering", extra={"reason": str(exc)})
+            count("DeliveryLedgerUnavailable")
+            return frozenset()
+
+    def _record(self, pairs: Collection[Pair]) -> None:
+        if self._ledger is None or not pairs:
+            return
+        try:
+            self._ledger.record(pairs)
+        except DeliveryLedgerError as exc:
+            # Nothing is lost: a redelivery of these pairs would only arrive twice, with the same webhook-id.
+            logger.warning("delivery ledger not written", extra={"reason": str(exc), "pairs": len(pairs)})
+            count("DeliveryLedgerUnavailable")
 
     def _keep_undecided(self, destination: Destination, event: RelayEvent) -> None:
         """Fail closed, but keep: an event a filter of ``destination`` cannot decide on is kept, not dropped."""
@@ -232,8 +305,9 @@ class Relay:
 class _Handoff:
     """Settles the attempts of one event (or one ticket) and sends their retry tickets in batches."""
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: Relay, *, resend: bool = False) -> None:
         self._relay = relay
+        self._resend = resend
         self._pending: list[tuple[RetryTicket, RelayEvent | None]] = []
 
     def settle(
@@ -257,7 +331,7 @@ class _Handoff:
             waiting = (
                 ticket.later(now() + wait)
                 if ticket
-                else RetryTicket(destination.name, event.webhook_id, event, now() + wait)
+                else RetryTicket(destination.name, event.webhook_id, event, now() + wait, resend=self._resend)
             )
             self.requeue(waiting, event)
             return
@@ -270,12 +344,16 @@ class _Handoff:
             following = (
                 ticket.after(attempt, not_before)
                 if ticket
-                else first_ticket(destination.name, event, attempt, not_before)
+                else first_ticket(destination.name, event, attempt, not_before, resend=self._resend)
             )
             self.requeue(following, event)
             count("DeliveryRetried")
             return
-        dead = ticket.after(attempt, 0.0) if ticket else first_ticket(destination.name, event, attempt, 0.0)
+        dead = (
+            ticket.after(attempt, 0.0)
+            if ticket
+            else first_ticket(destination.name, event, attempt, 0.0, resend=self._resend)
+        )
         key = self._relay._quarantine.keep_dead_letter(
             dead, event, reason=outcome.value, disable_endpoint=outcome is Verdict.GONE
         )
@@ -320,6 +398,12 @@ def _held(event: RelayEvent, destination: str, gate: Gate) -> DeliveryResult:
         held="deferred",
         retry_after_seconds=gate.retry_after_seconds,
     )
+
+
+def _recorded(destination: Destination) -> bool:
+    """Whether the ledger keeps this destination's 2xx answers: not for an S3 archive, whose rewrite of an event
+    is idempotent (the same key, the same bytes), so that a skip would save nothing but cost a read and a write."""
+    return destination.kind != "s3"
 
 
 def _count(written: Sequence[DeliveryResult]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
@@ -133,6 +133,7 @@ class RetryTicket:
     """A delivery waiting for its next attempt: the destination, the event, the attempts so far, and when next.
 
     ``event`` is None when the event's body was too large for a queue message and sits in S3 at ``event_ref``.
+    ``resend``: an explicit re-send (a replay), delivered whatever the delivery ledger says.
     """
 
     destination: str
@@ -142,6 +143,7 @@ class RetryTicket:
     attempts: tuple[Attempt, ...] = ()
     event_ref: str | None = None
     redriven: int = 0
+    resend: bool = False
 
     @property
     def attempted(self) -> int:
@@ -159,6 +161,8 @@ class RetryTicket:
         }
         if self.redriven:
             doc["redriven"] = self.redriven
+        if self.resend:
+            doc["resend"] = True
         ref = by_reference or self.event_ref
         if ref is not None:
             doc["event_ref"] = ref
@@ -201,33 +205,22 @@ class RetryTicket:
                 attempts=attempts,
                 event_ref=ref if isinstance(ref, str) else None,
                 redriven=int(doc.get("redriven", 0)),
+                resend=doc.get("resend") is True,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise RetryTicketInvalidError(f"unreadable retry ticket: {type(exc).__name__}: {exc}"[:300]) from None
 
     def with_event(self, event: RelayEvent) -> RetryTicket:
         """The same ticket, carrying its event (read back from S3)."""
-        return RetryTicket(
-            self.destination, self.webhook_id, event, self.not_before, self.attempts, self.event_ref, self.redriven
-        )
+        return replace(self, event=event)
 
     def later(self, not_before: float) -> RetryTicket:
         """The same attempt, put off until ``not_before`` (a destination that could not take it yet)."""
-        return RetryTicket(
-            self.destination, self.webhook_id, self.event, not_before, self.attempts, self.event_ref, self.redriven
-        )
+        return replace(self, not_before=not_before)
 
     def after(self, attempt: Attempt, not_before: float) -> RetryTicket:
         """The ticket for the next attempt."""
-        return RetryTicket(
-            self.destination,
-            self.webhook_id,
-            self.event,
-            not_before,
-            (*self.attempts, attempt),
-            self.event_ref,
-            self.redriven,
-        )
+        return replace(self, not_before=not_before, attempts=(*self.attempts, attempt))
 
 
 def event_from_envelope(envelope: Any, webhook_id: str) -> RelayEvent:
@@ -240,9 +233,11 @@ def event_from_envelope(envelope: Any, webhook_id: str) -> RelayEvent:
     return RelayEvent(type=kind, timestamp=timestamp, data=data, webhook_id=webhook_id)
 
 
-def first_ticket(destination: str, event: RelayEvent, attempt: Attempt, not_before: float) -> RetryTicket:
+def first_ticket(
+    destination: str, event: RelayEvent, attempt: Attempt, not_before: float, *, resend: bool = False
+) -> RetryTicket:
     """The ticket of a delivery whose first attempt failed."""
-    return RetryTicket(destination, event.webhook_id, event, not_before, (attempt,))
+    return RetryTicket(destination, event.webhook_id, event, not_before, (attempt,), resend=resend)
 
 
 def now() -> float:

@@ -75,6 +75,9 @@ class Settings:
     breaker_failures: int = 5
     breaker_cooldown_seconds: int = 30
     health_cache_seconds: int = 5
+    # The delivery ledger's table; None: no bookkeeping of 2xx answers (a redelivery delivers again).
+    deliveries_table_name: str | None = None
+    deliveries_ttl_days: int = 3
     connect_instance_id: str | None = None
     contact_flows: Mapping[str, str] = field(default_factory=dict)
     default_flow: str | None = None
@@ -170,7 +173,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     bucket = read.required("QUARANTINE_BUCKET", "the S3 bucket that keeps items the relay could not read")
     prefix = read.optional("QUARANTINE_PREFIX", "quarantine/")
     health_table, disable_after_hours, breaker_failures, breaker_cooldown, health_cache = _endpoint_health(read)
-    retry_queue = _retry_queue_url(read)
+    retry_queue, ledger = _retry_queue_url(read), _delivery_ledger(read)
     config_file = Path(read.optional("RELAY_CONFIG_FILE", str(PACKAGE_CONFIG_DIR / f"destinations-{stage}.json")))
 
     connect_instance = read.optional("CONNECT_INSTANCE_ID") or None
@@ -212,6 +215,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         breaker_failures=breaker_failures,
         breaker_cooldown_seconds=breaker_cooldown,
         health_cache_seconds=health_cache,
+        **ledger,
         connect_instance_id=connect_instance,
         contact_flows=flows,
         default_flow=default_flow,
@@ -267,6 +271,15 @@ def _endpoint_health(read: _Reader) -> tuple[str, int, int, int, int]:
         read.integer("BREAKER_COOLDOWN_SECONDS", 30, 1, 3600),
         read.integer("HEALTH_CACHE_SECONDS", 5, 0, 60),
     )
+
+
+def _delivery_ledger(read: _Reader) -> dict[str, Any]:
+    """The table of 2xx answers (unset: no bookkeeping) and how long an answer is remembered (above the longest
+    retry schedule, so that a late retry or a redrive still finds it)."""
+    return {
+        "deliveries_table_name": read.optional("DELIVERIES_TABLE_NAME") or None,
+        "deliveries_ttl_days": read.integer("DELIVERIES_TTL_DAYS", 3, 1, 30),
+    }
 
 
 def _transcripts(read: _Reader) -> dict[str, Any]:

@@ -507,6 +507,12 @@ class Run:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+        self.dynamodb.create_table(
+            TableName=STAGE_ENV["DELIVERIES_TABLE_NAME"],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
 
         from chalicelib import observability
 

@@ -176,6 +176,12 @@ class World:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+        boto3.client("dynamodb").create_table(
+            TableName=STAGE_ENV["DELIVERIES_TABLE_NAME"],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         boto3.client("s3").create_bucket(Bucket=STAGE_ENV["QUARANTINE_BUCKET"])
         kms = boto3.client("kms")
         key_id = kms.create_key(Description="participant tokens")["KeyMetadata"]["KeyId"]

@@ -71,6 +71,12 @@ def start() -> tuple[dict[str, str], Any, Any]:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
+    boto3.client("dynamodb").create_table(
+        TableName=stage["DELIVERIES_TABLE_NAME"],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     boto3.client("s3").create_bucket(Bucket=stage["QUARANTINE_BUCKET"])
     boto3.client("sns").create_topic(Name=stage["STREAMING_TOPIC_ARN"].rsplit(":", 1)[1])
     kms = boto3.client("kms")

@@ -28,6 +28,7 @@ INSTANCE_ARN = f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID}"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:connect-chat-relay-dev-stream"
 STREAMS_TABLE = "connect-chat-relay-dev-streams"
 HEALTH_TABLE = "connect-chat-relay-dev-destinations"
+DELIVERIES_TABLE = "connect-chat-relay-dev-deliveries"
 QUARANTINE_BUCKET = f"connect-chat-relay-dev-{ACCOUNT}"
 TRANSCRIPT_QUEUE = "connect-chat-relay-dev-transcripts"
 RETRY_QUEUE = "connect-chat-relay-dev-retries"
@@ -89,6 +90,12 @@ def aws() -> Iterator[None]:
                 {"AttributeName": "pk", "AttributeType": "S"},
                 {"AttributeName": "sk", "AttributeType": "S"},
             ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        clients.dynamodb().create_table(
+            TableName=DELIVERIES_TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
         clients.s3().create_bucket(Bucket=QUARANTINE_BUCKET)

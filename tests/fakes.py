@@ -4,10 +4,12 @@ health store's fake and its DynamoDB table against the same cases)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Collection
 from dataclasses import replace
 
 from chalicelib.events import RelayEvent
 from chalicelib.health import DestinationHealth, HealthReplayBusyError, HealthStoreError, ParkedEvent
+from chalicelib.ledger import DeliveryLedgerError
 
 
 class Clock:
@@ -145,3 +147,25 @@ class FakeHealthStore:
         holder = self.leases.get(name)
         if holder is not None and holder[0] == owner:
             del self.leases[name]
+
+
+class FakeLedger:
+    """``chalicelib.ledger.DeliveryLedger`` in memory; ``failing`` makes every call raise DeliveryLedgerError."""
+
+    def __init__(self, delivered: set[tuple[str, str]] | None = None) -> None:
+        self.pairs: set[tuple[str, str]] = set(delivered or ())
+        self.failing = False
+        self.reads: list[list[tuple[str, str]]] = []
+        self.writes: list[list[tuple[str, str]]] = []
+
+    def delivered(self, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        self.reads.append(sorted(pairs))
+        if self.failing:
+            raise DeliveryLedgerError("reading the delivery ledger failed (ServiceUnavailable)")
+        return self.pairs & set(pairs)
+
+    def record(self, pairs: Collection[tuple[str, str]]) -> None:
+        self.writes.append(sorted(pairs))
+        if self.failing:
+            raise DeliveryLedgerError("writing the delivery ledger failed (ServiceUnavailable)")
+        self.pairs |= set(pairs)

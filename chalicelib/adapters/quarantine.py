@@ -125,6 +125,7 @@ class Quarantine:
             "error": last.error if last else None,
             "attempts": [attempt.as_dict() for attempt in ticket.attempts],
             "redriven": ticket.redriven,
+            **({"resend": True} if ticket.resend else {}),
             **fields,
             "kept_at": int(time.time()),
         }

@@ -1,7 +1,8 @@
 """The retry queue's consumer: each ticket is a delivery waiting for its next attempt, or a replay's next step.
 
 Partial batch responses (ReportBatchItemFailures, set in the packaged template): only the tickets whose outcome
-could not be kept return to the queue, and tickets the invocation had no time left for return untouched.
+could not be kept return to the queue, and tickets the invocation had no time left for return untouched. The
+delivery ledger is read once for the whole batch: a ticket whose pair was answered 2xx already is dropped as done.
 """
 
 from __future__ import annotations
@@ -29,34 +30,40 @@ MIN_ATTEMPT_SECONDS = 0.5
 def retry_deliveries(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
     """Attempt each ticket's delivery again; answer the message ids to leave on the queue."""
     records: list[dict[str, Any]] = list(event.to_dict().get("Records") or [])
-    failures: list[str] = []
-    for index, record in enumerate(records):
+    work: list[tuple[str, RetryTicket | ReplayTicket]] = []
+    for record in records:
         message_id = str(record.get("messageId", ""))
-        deadline = deadline_of(event.context)
-        if deadline is not None and deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
-            left = [str(r.get("messageId", "")) for r in records[index:]]
-            logger.info("retry batch cut short by the invocation's time", extra={"returned": len(left)})
-            failures += left
-            break
-        replay = ReplayTicket.of(str(record.get("body", "")))
+        body = str(record.get("body", ""))
+        replay = ReplayTicket.of(body)
         if replay is not None:
-            try:
-                archive_replays().work(replay, deadline=deadline)
-            except Exception:
-                logger.exception("replay step not done; it stays on the queue", extra={"replay_id": replay.replay_id})
-                failures.append(message_id)
+            work.append((message_id, replay))
             continue
         try:
-            ticket = RetryTicket.from_json(str(record.get("body", "")))
+            work.append((message_id, RetryTicket.from_json(body)))
         except RetryTicketInvalidError as exc:
             key = quarantine().keep_invalid(
                 source="retry-queue", record_id=message_id, reason=str(exc), record=record.get("body")
             )
             logger.warning("invalid retry ticket quarantined", extra={"message_id": message_id, "key": key})
             count("InvalidRetryTicket")
+    delivered = relay().delivered_among([ticket for _, ticket in work if isinstance(ticket, RetryTicket)])
+    failures: list[str] = []
+    for index, (message_id, ticket) in enumerate(work):
+        deadline = deadline_of(event.context)
+        if deadline is not None and deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
+            left = [message_id for message_id, _ in work[index:]]
+            logger.info("retry batch cut short by the invocation's time", extra={"returned": len(left)})
+            failures += left
+            break
+        if isinstance(ticket, ReplayTicket):
+            try:
+                archive_replays().work(ticket, deadline=deadline)
+            except Exception:
+                logger.exception("replay step not done; it stays on the queue", extra={"replay_id": ticket.replay_id})
+                failures.append(message_id)
             continue
         try:
-            relay().retry(ticket, deadline=deadline)
+            relay().retry(ticket, deadline=deadline, delivered=delivered)
         except Exception:
             logger.exception(
                 "retry ticket not settled; it stays on the queue",

@@ -99,10 +99,17 @@ def test_every_item_kind_reaches_the_crm_signed_and_valid(
         assert request.headers["user-agent"].startswith("connect-chat-relay/")
 
 
-def test_a_redelivered_item_keeps_its_webhook_id(client: Any, receivers: dict[str, Receiver]) -> None:
+def test_a_redelivered_item_keeps_its_webhook_id_and_is_not_sent_again_once_it_got_through(
+    client: Any, receivers: dict[str, Receiver]
+) -> None:
+    # Given a crm that fails the first delivery, When SNS delivers the record three times
     event = load_event("chat/sns-record-customer-message.json")
+    receivers["crm"].answer("/hook", Answer(status=503))
+    client.lambda_.invoke("on_chat_message", event)
+    receivers["crm"].answer("/hook", Answer(status=204))
     client.lambda_.invoke("on_chat_message", event)
     client.lambda_.invoke("on_chat_message", event)
+    # Then the second carries the same webhook-id and body, and the third is not sent (the delivery ledger)
     first, second = receivers["crm"].requests
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     assert first.body == second.body

@@ -194,7 +194,8 @@ def test_a_lost_item_reaches_the_receiver_marked_recovered_with_its_live_webhook
     # And the archive is completed: a second comparison recovers nothing
     again = write_transcript(client, key_of("chat-transcript.json"), json.dumps(document).encode())
     assert run(client, again) == []
-    assert delivered(receiver)[-1]["data"]["counts"]["recovered"] == 0
+    # Its report has the webhook-id of the first (the same transcript object): the delivery ledger skips it
+    assert len(receiver.requests) == streamed + 2
 
 
 def test_a_transfer_has_one_transcript_per_contact_and_both_are_reconciled(client: Any, receiver: Receiver) -> None:

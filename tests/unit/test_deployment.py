@@ -59,6 +59,10 @@ def _stage_key(statement: dict[str, Any], stage: str) -> bool:
     }
 
 
+# Every function that delivers reads the 2xx answers before and records them after (chalicelib/ledger.py).
+DELIVERY_LEDGER = {"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None:
     logs = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
@@ -74,7 +78,7 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "s3:PutObject",
         "sqs:SendMessage",
     }
-    assert actions(policy(stage, "on_chat_message")) == logs | {
+    assert actions(policy(stage, "on_chat_message")) == logs | DELIVERY_LEDGER | {
         "s3:PutObject",
         "kms:GenerateDataKey",
         "ssm:GetParameter",
@@ -88,7 +92,7 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "kms:Decrypt",
         "s3:GetObject",
     }
-    assert actions(policy(stage, "assemble_transcripts")) == logs | {
+    assert actions(policy(stage, "assemble_transcripts")) == logs | DELIVERY_LEDGER | {
         "s3:ListBucket",
         "s3:GetObject",
         "s3:PutObject",
@@ -113,7 +117,7 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "ssm:PutParameter",
         "sqs:SendMessage",
     }
-    assert actions(policy(stage, "reconcile_transcripts")) == logs | {
+    assert actions(policy(stage, "reconcile_transcripts")) == logs | DELIVERY_LEDGER | {
         # Connect's transcript (read only) and the archive's sessions, SSE-KMS.
         "s3:GetObject",
         "s3:ListBucket",
@@ -131,7 +135,7 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "dynamodb:UpdateItem",
         "dynamodb:PutItem",
     }
-    assert actions(policy(stage, "api_handler")) == logs | {
+    assert actions(policy(stage, "api_handler")) == logs | DELIVERY_LEDGER | {
         "connect:StartContactStreaming",
         "connect:StopContactStreaming",
         "connect:StartChatContact",
@@ -154,7 +158,7 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "s3:DeleteObject",
         "s3:ListBucket",
     }
-    assert actions(policy(stage, "retry_deliveries")) == logs | {
+    assert actions(policy(stage, "retry_deliveries")) == logs | DELIVERY_LEDGER | {
         # Retries write to the AWS kinds too: the archive's key, as rendered from the destinations file.
         "kms:GenerateDataKey",
         "dynamodb:GetItem",
@@ -208,6 +212,25 @@ def test_destination_health_grants_exactly_its_calls_on_its_table_only(stage: st
         assert statements_on(policy(stage, function), table) == set()
     environment = CONFIG["stages"][stage]["environment_variables"]
     assert table.endswith(environment["HEALTH_TABLE_NAME"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_delivery_ledger_is_granted_on_its_own_table_only(stage: str) -> None:
+    table = f"arn:aws:dynamodb:us-east-1:111122223333:table/connect-chat-relay-{stage}-deliveries"
+    for function in FUNCTIONS:
+        granted = statements_on(policy(stage, function), table)
+        delivers = function in {
+            "on_chat_message",
+            "retry_deliveries",
+            "api_handler",
+            "assemble_transcripts",
+            "reconcile_transcripts",
+        }
+        assert granted == (DELIVERY_LEDGER if delivers else set()), function
+        for statement in policy(stage, function)["Statement"]:
+            if set(statement["Action"]) & DELIVERY_LEDGER:
+                assert statement["Resource"] == [table]
+    assert table.endswith(CONFIG["stages"][stage]["environment_variables"]["DELIVERIES_TABLE_NAME"])
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -20,7 +20,7 @@ from chalicelib.observability import flush
 from chalicelib.relay import DestinationUnknownError, Relay
 from chalicelib.retries import RetryTicket
 from tests.conftest import emitted_metrics
-from tests.fakes import Clock, FakeHealthStore
+from tests.fakes import Clock, FakeHealthStore, FakeLedger
 
 
 class FakeFanout:
@@ -134,6 +134,7 @@ def relay(
     store: FakeHealthStore | None = None,
     queue: FakeRetryQueue | None = None,
     aws: FakeAwsDelivery | None = None,
+    ledger: FakeLedger | None = None,
 ) -> tuple[Relay, FakeFanout, FakeRetryQueue, FakeQuarantine]:
     fake_fanout, fake_queue, quarantine = fanout or FakeFanout(), queue or FakeRetryQueue(), FakeQuarantine()
     config = RelayConfig(destinations=destinations, version=1)
@@ -144,6 +145,7 @@ def relay(
         "quarantine": quarantine,
         "retry_queue": fake_queue,
         "aws": aws or FakeAwsDelivery(),
+        "ledger": ledger,
     }
     publisher = Relay(lambda: config, health=health, **fakes)
     return publisher, fake_fanout, fake_queue, quarantine
@@ -313,3 +315,90 @@ def test_a_failed_write_takes_the_same_durable_path_as_a_failed_post() -> None:
     results = publisher.publish(EVENT)
     assert [(r.destination, r.ok) for r in results] == [("archive", False)]
     assert queue.sent == [("archive", "msg_1")]
+
+
+class TestTheDeliveryLedger:
+    """A pair answered 2xx before is not delivered again, unless the caller asks for an explicit re-send."""
+
+    def test_publishing_skips_the_destinations_that_already_took_the_event_and_records_new_2xx(
+        self, relay_output: Any
+    ) -> None:
+        ledger = FakeLedger({("done", "msg_1")})
+        publisher, fanout, queue, _ = relay(
+            hook("done"), hook("new"), hook("down"), fanout=FakeFanout(frozenset({"down"})), ledger=ledger
+        )
+        results = publisher.publish(EVENT)
+        flush()
+        assert [target.name for target, _ in fanout.calls[0]] == ["new", "down"]
+        assert ledger.reads == [[("done", "msg_1"), ("down", "msg_1"), ("new", "msg_1")]]
+        assert ledger.writes == [[("new", "msg_1")]]
+        done = next(r for r in results if r.destination == "done")
+        assert (done.ok, done.already_delivered, done.held) == (True, True, None)
+        assert queue.sent == [("down", "msg_1")]
+        assert emitted_metrics(relay_output())["DeliverySkipped"] == 1
+
+    def test_an_archive_is_neither_asked_about_nor_recorded_its_rewrite_is_idempotent(self) -> None:
+        ledger = FakeLedger()
+        writer = FakeAwsDelivery()
+        publisher, _, _, _ = relay(archive("archive"), hook("hook"), aws=writer, ledger=ledger)
+        publisher.publish(EVENT)
+        publisher.publish(EVENT)
+        assert ledger.reads == [[("hook", "msg_1")], [("hook", "msg_1")]]
+        assert ledger.writes == [[("hook", "msg_1")]]
+        assert writer.writes == [("archive", ["msg_1"]), ("archive", ["msg_1"])]
+
+    def test_a_ledger_that_fails_lets_every_delivery_through_and_is_counted(self, relay_output: Any) -> None:
+        ledger = FakeLedger({("a", "msg_1")})
+        ledger.failing = True
+        publisher, fanout, _, _ = relay(hook("a"), hook("b"), ledger=ledger)
+        results = publisher.publish(EVENT)
+        flush()
+        assert [target.name for target, _ in fanout.calls[0]] == ["a", "b"]
+        assert all(r.ok and not r.already_delivered for r in results)
+        assert emitted_metrics(relay_output())["DeliveryLedgerUnavailable"] == 2  # the read and the write
+
+    def test_a_retry_ticket_for_a_pair_delivered_since_is_dropped_as_done(self) -> None:
+        ledger = FakeLedger({("crm", "msg_1")})
+        publisher, fanout, queue, _ = relay(hook("crm"), ledger=ledger)
+        ticket = RetryTicket("crm", EVENT.webhook_id, EVENT, not_before=0.0)
+        publisher.retry(ticket, deadline=None, delivered=publisher.delivered_among([ticket]))
+        assert fanout.sent == []
+        assert queue.sent == []
+        assert len(ledger.reads) == 1
+
+    def test_a_batch_is_asked_about_in_one_read_leaving_out_early_tickets_resends_and_fanouts(self) -> None:
+        ledger = FakeLedger({("crm", "a")})
+        publisher, _, _, _ = relay(hook("crm"), ledger=ledger)
+        tickets = [
+            RetryTicket("crm", "a", EVENT, not_before=0.0),
+            RetryTicket("crm", "b", EVENT, not_before=0.0),
+            RetryTicket("crm", "later", EVENT, not_before=4_000_000_000.0),
+            RetryTicket("crm", "again", EVENT, not_before=0.0, resend=True),
+            RetryTicket("*", "every", EVENT, not_before=0.0),
+        ]
+        assert publisher.delivered_among(tickets) == {("crm", "a")}
+        assert ledger.reads == [[("crm", "a"), ("crm", "b")]]
+
+    def test_an_explicit_resend_is_delivered_whatever_the_ledger_says_and_so_are_its_retries(self) -> None:
+        ledger = FakeLedger({("crm", "msg_1")})
+        publisher, fanout, queue, _ = relay(hook("crm"), fanout=FakeFanout(frozenset({"crm"})), ledger=ledger)
+        [first] = [publisher.redeliver(hook("crm"), EVENT, deadline=None, resend=True)]
+        assert (first.ok, fanout.sent, ledger.reads) == (False, [("crm", "msg_1")], [])
+        assert queue.sent == [("crm", "msg_1")]
+        # The failed re-send's ticket carries the flag: its retry is not dropped as done either
+        ticket = RetryTicket("crm", "msg_1", EVENT, not_before=0.0, resend=True)
+        assert RetryTicket.from_json(ticket.to_json()).resend
+        publisher.retry(ticket, deadline=None)
+        assert fanout.sent == [("crm", "msg_1"), ("crm", "msg_1")]
+        assert ledger.reads == []
+
+    def test_a_parked_event_delivered_meanwhile_is_replayed_as_done_without_sending(self) -> None:
+        store = FakeHealthStore()
+        ledger = FakeLedger()
+        publisher, fanout, _, _ = relay(hook("crm"), store=store, ledger=ledger)
+        store.disable("crm", "the receiver answered 410 Gone", 0)
+        publisher.publish(EVENT)
+        ledger.pairs.add(("crm", "msg_1"))  # delivered by another path before the re-enable
+        assert publisher.enable("crm", time_left=lambda: 10).done
+        assert fanout.sent == []
+        assert store.parked_events["crm"] == []

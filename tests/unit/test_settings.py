@@ -59,6 +59,8 @@ def test_every_missing_variable_is_named_at_once() -> None:
         ({"BREAKER_FAILURES": "many"}, "BREAKER_FAILURES='many' is invalid"),
         ({"BREAKER_COOLDOWN_SECONDS": "3601"}, "from 1 to 3600"),
         ({"HEALTH_CACHE_SECONDS": "-1"}, "from 0 to 60"),
+        ({"DELIVERIES_TTL_DAYS": "0"}, "DELIVERIES_TTL_DAYS='0' is invalid"),
+        ({"DELIVERIES_TTL_DAYS": "31"}, "from 1 to 30"),
         ({"CONTACT_FLOWS": "{nope"}, "CONTACT_FLOWS is not JSON"),
         ({"CONTACT_FLOWS": '{"Bad Name": "x"}'}, "CONTACT_FLOWS is invalid"),
         ({"CONTACT_FLOWS": '{"sales": "f-1"}', "DEFAULT_CONTACT_FLOW": "support"}, "DEFAULT_CONTACT_FLOW"),
@@ -106,6 +108,12 @@ def test_the_relay_imports_without_any_setting() -> None:
     # Given an environment with no relay setting, When app.py is imported, Then nothing fails (read on first use).
     environ = {k: v for k, v in os.environ.items() if k not in dev_stage_environment()}
     subprocess.run([sys.executable, "-c", "import app"], cwd=PROJECT, env=environ, check=True, timeout=60)
+
+
+def test_the_delivery_ledger_is_on_in_both_stages_and_off_without_a_table() -> None:
+    settings = load_settings(env())
+    assert (settings.deliveries_table_name, settings.deliveries_ttl_days) == ("connect-chat-relay-dev-deliveries", 3)
+    assert load_settings(env(DELIVERIES_TABLE_NAME="")).deliveries_table_name is None
 
 
 def test_reconciliation_is_off_unless_a_queue_is_named() -> None:
