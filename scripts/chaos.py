@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +54,7 @@ ACCOUNT = "111122223333"
 REGION = "us-east-1"
 DEFAULT_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 TIMEOUT_SECONDS = 0.4
+EMPTY_POLL_PAUSE = 0.2
 SECRET = "whsec_" + "Y2hhb3MtcnVuLXNpZ25pbmcta2V5LTAxMjM0NTY3ODk="  # a throwaway key for loopback only
 
 
@@ -416,8 +418,9 @@ class Run:
                 sock.bind(("127.0.0.1", 0))
                 port = int(sock.getsockname()[1])
             servers.append(
-                subprocess.Popen(  # noqa: S603 - the virtualenv's own moto_server
-                    [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                subprocess.Popen(  # noqa: S603 - moto's server, from this virtualenv (scripts/moto_service.py)
+                    [sys.executable, "-m", "scripts.moto_service", "-H", "127.0.0.1", "-p", str(port)],
+                    cwd=ROOT,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     env={**os.environ, "MOTO_ACCOUNT_ID": ACCOUNT},
@@ -562,13 +565,16 @@ class Run:
         from chalicelib.handlers.retries import retry_deliveries
 
         while not self.stop.is_set():
+            # Short polls and a pause when empty, where Lambda's poller long-polls: moto answers a long poll by
+            # scanning the whole queue again each time any message is sent, holding the lock senders need.
             try:
                 messages = self.sqs.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=2
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=2
                 ).get("Messages", [])
             except Exception:  # noqa: S112 - moto is being stopped at the end of the run
                 continue
             if not messages:
+                time.sleep(EMPTY_POLL_PAUSE)
                 continue
             with self.lock:
                 self.batches += 1
@@ -742,6 +748,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"chaos: seed={args.seed} items={args.items} schedule 27.6 h / {args.factor:g} = {total:.0f} s", flush=True)
     sys.path.insert(0, str(ROOT))
+    # A run stopped from outside (a test's timeout, kill) still stops its moto servers and receivers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run = Run(plan, args.seed)
     try:
         return run.execute()

@@ -1,0 +1,110 @@
+"""The chaos run's moto: DynamoDB transactions roll back exactly as moto's own, without copying whole tables."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from scripts.moto_service import COUNT_SECONDS, patched
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def table() -> Iterator[Any]:
+    from moto import mock_aws
+
+    with patched(), mock_aws():
+        client = boto3.client("dynamodb")
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName="t", Item={"pk": {"S": "d"}, "sk": {"S": "health"}, "parked": {"N": "1"}})
+        client.put_item(TableName="t", Item={"pk": {"S": "d"}, "sk": {"S": "parked#1"}})
+        yield client
+
+
+def items(client: Any) -> dict[str, dict[str, Any]]:
+    return {item["sk"]["S"]: item for item in client.scan(TableName="t")["Items"]}
+
+
+def update(condition: str) -> dict[str, Any]:
+    return {
+        "Update": {
+            "TableName": "t",
+            "Key": {"pk": {"S": "d"}, "sk": {"S": "health"}},
+            "UpdateExpression": "ADD parked :n",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": {":n": {"N": "-1"}},
+        }
+    }
+
+
+def test_a_transaction_whose_first_write_fails_its_condition_leaves_the_second_unwritten(table: Any) -> None:
+    before = items(table)
+    put = {"Put": {"TableName": "t", "Item": {"pk": {"S": "d"}, "sk": {"S": "parked#2"}}}}
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        table.transact_write_items(TransactItems=[update("attribute_not_exists(pk)"), put])
+    assert items(table) == before
+
+
+def test_an_update_made_before_a_failed_condition_is_rolled_back(table: Any) -> None:
+    before = items(table)
+    delete = {
+        "Delete": {
+            "TableName": "t",
+            "Key": {"pk": {"S": "d"}, "sk": {"S": "parked#9"}},
+            "ConditionExpression": "attribute_exists(sk)",
+        }
+    }
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        table.transact_write_items(TransactItems=[update("attribute_exists(pk)"), delete])
+    assert items(table) == before
+    assert items(table)["health"]["parked"] == {"N": "1"}
+
+
+def test_a_transaction_that_succeeds_writes_everything(table: Any) -> None:
+    delete = {"Delete": {"TableName": "t", "Key": {"pk": {"S": "d"}, "sk": {"S": "parked#1"}}}}
+    table.transact_write_items(TransactItems=[delete, update("attribute_exists(pk)")])
+    assert list(items(table)) == ["health"]
+    assert items(table)["health"]["parked"] == {"N": "0"}
+
+
+def test_queue_counts_are_at_most_a_moment_old_and_messages_are_received_and_deleted() -> None:
+    from moto import mock_aws
+
+    with patched(), mock_aws():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(10)])
+        time.sleep(COUNT_SECONDS * 1.5)
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert counts["ApproximateNumberOfMessages"] == "10"
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)["Messages"]
+        assert sorted(m["Body"] for m in received) == sorted(f"m{i}" for i in range(10))
+        entries: Any = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)]
+        sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+        time.sleep(COUNT_SECONDS * 1.5)
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
+
+
+def test_the_patches_are_undone_on_the_way_out() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.sqs.models import Queue
+
+    before = (DynamoDBBackend.transact_write_items, Queue.__dict__["approximate_number_of_messages"])
+    with patched():
+        assert DynamoDBBackend.transact_write_items is not before[0]
+    assert (DynamoDBBackend.transact_write_items, Queue.__dict__["approximate_number_of_messages"]) == before
