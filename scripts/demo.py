@@ -70,10 +70,11 @@ class World:
         connect_url = self.connect.start()
         self.receivers = {
             name: Receiver().start()
-            for name in ("crm", "agent-assist", "archive", "analytics", "channel-bridge", "backfill")
+            for name in ("crm", "agent-assist", "archive", "analytics", "channel-bridge", "backfill", "ticketing")
         }
         self.statuses = dict.fromkeys(self.receivers, 204)
         self.statuses["analytics"] = 503  # a destination that is down: its events wait in the retry queue
+        self.statuses["ticketing"] = 410  # a retired endpoint: disabled at once, its events parked
         for name, status in self.statuses.items():
             self.receivers[name].answer("/hook", Answer(status=status))
         self.secrets = {name: [new_secret()] for name in self.receivers}
@@ -129,6 +130,8 @@ class World:
                 hook("analytics", events=["chat.ended"], retry_schedule=[0, 1, 2]),
                 # A channel's inbound half: what the agent says to the customer, answered through /chats routes.
                 hook("channel-bridge", events=["chat.message", "chat.attachment"], audience="customer"),
+                # Answers 410 Gone until it is moved back: disabled, its messages parked, then re-enabled.
+                hook("ticketing", events=["chat.message"], roles=["CUSTOMER"]),
                 {"name": "s3-archive", "kind": "s3", "bucket": STAGE_ENV["QUARANTINE_BUCKET"]},
                 {"name": "queue", "kind": "sqs", "queue_arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{FIFO_QUEUE}"},
                 {
@@ -705,6 +708,41 @@ def retry_when_back(demo: Demo) -> None:
     say(f"  analytics is back; retry_deliveries took {handled} ticket(s) → {demo.deliveries()}")
 
 
+def gone_then_enabled(demo: Demo) -> None:
+    """Part 8: the destination that answered 410 was disabled and its events parked; re-enabling replays them."""
+    import boto3
+
+    from scripts.receivers import Answer
+
+    world = demo.world
+    say(f"\n{BOLD}8. Gone, then re-enabled: parked events replayed in order{RESET}")
+    table = boto3.client("dynamodb")
+    health = table.get_item(
+        TableName=STAGE_ENV["HEALTH_TABLE_NAME"], Key={"pk": {"S": "destination#ticketing"}, "sk": {"S": "health"}}
+    )["Item"]
+    parked = table.query(
+        TableName=STAGE_ENV["HEALTH_TABLE_NAME"],
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :parked)",
+        ExpressionAttributeValues={":pk": {"S": "destination#ticketing"}, ":parked": {"S": "parked#"}},
+    )["Items"]
+    say(
+        f"  ticketing answered 410 Gone to its first event: {health['status']['S']} "
+        f"({health.get('disabled_reason', {}).get('S', '')}); {len(parked)} events parked, in order, none lost"
+    )
+    world.statuses["ticketing"] = 204
+    world.receivers["ticketing"].answer("/hook", Answer(status=204))
+    with contextlib.redirect_stdout(world.log):
+        enabled = demo.client.http.post("/destinations/ticketing/enable")
+    seen = demo.seen["ticketing"]
+    marks = demo.deliveries()
+    say(f"  the endpoint is back; POST /destinations/ticketing/enable → {enabled.status_code} {enabled.json_body}")
+    for request in world.receivers["ticketing"].requests[seen:]:
+        body = json.loads(request.body)
+        webhook_id = request.headers["webhook-id"]
+        say(f'    {GREEN}replayed{RESET} {body["type"]} "{body["data"]["content"]}" {DIM}{webhook_id}{RESET}')
+    say(f"  {DIM}{marks}{RESET}")
+
+
 def run(demo: Demo) -> None:
     """The whole scripted session."""
     chat = start_streaming(demo)
@@ -714,6 +752,7 @@ def run(demo: Demo) -> None:
     start_contacts(demo)
     two_way_chat(demo)
     retry_when_back(demo)
+    gone_then_enabled(demo)
     reconcile(demo, chat)
     replay(demo, chat)
 
@@ -723,7 +762,7 @@ def reconcile(demo: Demo, chat: str) -> None:
     import boto3
 
     world = demo.world
-    say(f"\n{BOLD}8. Reconciliation with Connect's own transcripts{RESET}")
+    say(f"\n{BOLD}9. Reconciliation with Connect's own transcripts{RESET}")
     keys = [key for session in (chat, demo.late_chat) for key in world.connect.end_chat(session)]
     say(f"  both chats end: Connect writes {len(keys)} transcripts to s3://{TRANSCRIPT_BUCKET}/{TRANSCRIPT_PREFIX}")
     for key in keys:
@@ -787,7 +826,7 @@ def reconcile(demo: Demo, chat: str) -> None:
 def replay(demo: Demo, chat: str) -> None:
     """Part 9: a consumer that joins after the chat gets the session again from the archive, original ids."""
     world = demo.world
-    say(f"\n{BOLD}9. Replay: a late consumer gets the session from the archive{RESET}")
+    say(f"\n{BOLD}10. Replay: a late consumer gets the session from the archive{RESET}")
     world._write_config(backfill=True)
     say(f"  {DIM}backfill joins the destinations file after the chat has ended{RESET}")
     body = json.dumps({"destination": "backfill", "initial_contact_id": chat})

@@ -30,12 +30,12 @@ def test_the_demo_runs_end_to_end_and_every_signature_verifies() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     deliveries = [json.loads(line) for line in (PROJECT / ".relay-demo" / "deliveries.jsonl").read_text().splitlines()]
     receivers = {d["receiver"] for d in deliveries}
-    assert receivers == {"crm", "agent-assist", "archive", "analytics", "channel-bridge", "backfill"}
+    assert receivers == {"crm", "agent-assist", "archive", "analytics", "channel-bridge", "backfill", "ticketing"}
     assert all(d["signature_verified"] for d in deliveries)
     assert {d["body"]["type"] for d in deliveries} >= {"chat.message", "chat.ended", "chat.attachment", "call.started"}
     assert all("webhook-signature" in d["headers"] for d in deliveries)
     config = json.loads((PROJECT / ".relay-demo" / "config.json").read_text())
-    assert len(config["destinations"]) == 10  # backfill joined for the replay
+    assert len(config["destinations"]) == 11  # backfill joined for the replay
     chat = next(d["body"]["data"]["initial_contact_id"] for d in deliveries if d["body"]["type"] == "chat.ended")
     transcript = json.loads((PROJECT / ".relay-demo" / "transcripts" / f"{chat}.json").read_text())
     said = [item.get("Content") for item in transcript["Transcript"]]
@@ -49,6 +49,7 @@ def test_the_demo_runs_end_to_end_and_every_signature_verifies() -> None:
         assert secret not in done.stdout
     assert "Idempotent-Replayed: true" in done.stdout
     assert "quarantine/invalid/" in done.stdout
+    assert "POST /destinations/ticketing/enable → 200" in done.stdout
 
 
 def test_the_demos_two_way_chat_answers_through_the_routes_and_links_the_attachment() -> None:
@@ -124,3 +125,24 @@ def test_the_demos_replay_sends_the_session_again_with_its_original_ids_in_order
     assert state["status"] == "completed"
     assert state["found"] == state["delivered"] == len(replayed)
     assert {d["body"]["data"]["initial_contact_id"] for d in replayed} == {state["initial_contact_id"]}
+
+
+def test_the_demos_gone_destination_is_disabled_and_its_parked_events_replayed_in_order_when_enabled() -> None:
+    # Given the demo's output (the first test ran it): ticketing answered 410 to its first event, was disabled,
+    # and every later event it wanted was parked; When it is re-enabled, Then every event it wanted arrives once,
+    # in the order the chats said them, the one it answered 410 to first, each signature verified.
+    if not (PROJECT / ".relay-demo" / "replay.json").exists():
+        test_the_demo_runs_end_to_end_and_every_signature_verifies()
+    deliveries = [json.loads(line) for line in (PROJECT / ".relay-demo" / "deliveries.jsonl").read_text().splitlines()]
+    first, *replayed = [d for d in deliveries if d["receiver"] == "ticketing"]
+    wanted = [
+        d["headers"]["webhook-id"]
+        for d in deliveries
+        if d["receiver"] == "crm"
+        and d["body"]["type"] == "chat.message"
+        and d["body"]["data"]["participant"]["role"] == "CUSTOMER"
+    ]
+    assert len(wanted) >= 4
+    assert [d["headers"]["webhook-id"] for d in replayed] == wanted
+    assert replayed[0]["headers"]["webhook-id"] == first["headers"]["webhook-id"]
+    assert all(d["signature_verified"] for d in replayed)
