@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal
 from urllib.parse import unquote
 
 from chalicelib.adapters.archive import ArchiveLayoutError, session_prefix
@@ -33,7 +33,7 @@ from chalicelib.errors import FieldProblem, RelayError, RequestValidationError
 from chalicelib.observability import count, logger
 from chalicelib.relay import DestinationUnknownError
 from chalicelib.retries import Verdict, verdict
-from chalicelib.settings import INSTANCE_ID
+from chalicelib.validation import Rule, parse
 
 if TYPE_CHECKING:
     from chalicelib.adapters.archive import Archive, ArchivedKey
@@ -54,7 +54,6 @@ CHUNK_MARGIN_SECONDS: Final = 5.0
 # How long a replay's record is kept after its last change (DynamoDB TTL).
 RECORD_SECONDS: Final = 30 * 24 * 3600
 DATE_FIELDS: Final = frozenset({"date", "year", "month", "day"})
-REQUEST_FIELDS: Final = frozenset({"destination", "initial_contact_id", "from", "to", "archive"})
 REPLAY_ID: Final = re.compile(r"^[0-9a-f]{32}\Z")
 _PLACEHOLDER: Final = re.compile(r"\{([a-z_]+)\}")
 
@@ -86,58 +85,98 @@ class ReplayRequest:
     archive: str | None = None
 
 
+_TIME: Final = "must be an ISO 8601 time with its offset, e.g. 2026-11-22T10:00:00Z"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayBody:
+    """The body of ``POST /replays``."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "description": "A session (initial_contact_id) or a time range (from, to), not both; one destination.",
+        "oneOf": [
+            {"required": ["initial_contact_id"], "not": {"anyOf": [{"required": ["from"]}, {"required": ["to"]}]}},
+            {"required": ["from", "to"], "not": {"required": ["initial_contact_id"]}},
+        ],
+    }
+    destination: Annotated[
+        str,
+        Rule(
+            min_length=1,
+            max_length=64,
+            description="The destination to re-deliver to (any kind).",
+            problem="required: a destination's name",
+        ),
+    ]
+    initial_contact_id: Annotated[
+        str | None,
+        Rule(
+            pattern="^[A-Za-z0-9-]{1,100}$",
+            description="The session to replay: every contact id of it, every day.",
+            problem="must be a contact id (1 to 100 letters, digits, -)",
+        ),
+    ] = None
+    start: Annotated[
+        str | None,
+        Rule(
+            name="from",
+            max_length=40,
+            format="date-time",
+            description="The range's start (included), with its offset; events by AbsoluteTime.",
+            problem=_TIME,
+        ),
+    ] = None
+    end: Annotated[
+        str | None,
+        Rule(
+            name="to",
+            max_length=40,
+            format="date-time",
+            description="The range's end (excluded), at most 31 days after from.",
+            problem=_TIME,
+        ),
+    ] = None
+    archive: Annotated[
+        str | None,
+        Rule(
+            min_length=1,
+            max_length=64,
+            description="The s3 destination to read; by default the transcripts' archive when it can be listed for "
+            "the selection, else the first s3 destination that can.",
+            problem="must be the name of a destination of kind s3",
+        ),
+    ] = None
+
+    @staticmethod
+    def cross_checks(valid: Mapping[str, Any]) -> list[FieldProblem]:
+        """A session or a range, not both; a range's ends are instants in order, at most 31 days apart."""
+        if "initial_contact_id" not in valid:
+            return []  # a session was given, and its own problem is listed
+        ranged = any(key not in valid or valid[key] is not None for key in ("from", "to"))
+        if valid["initial_contact_id"] is not None:
+            return [FieldProblem("initial_contact_id", "give a session or a time range (from, to), not both")] * ranged
+        if not ranged:
+            return [FieldProblem("initial_contact_id", "required: a session's initial contact id, or from and to")]
+        ends = {key: _parse_time(valid[key] or "") for key in ("from", "to") if key in valid}
+        problems = [FieldProblem(key, _TIME) for key, moment in ends.items() if moment is None]
+        start, end = ends.get("from"), ends.get("to")
+        if start is not None and end is not None and end <= start:
+            problems.append(FieldProblem("to", "must be after from"))
+        elif start is not None and end is not None and end - start > MAX_RANGE:
+            problems.append(FieldProblem("to", f"a range spans at most {MAX_RANGE.days} days"))
+        return problems
+
+
 def parse_request(body: Mapping[str, Any]) -> ReplayRequest:
     """The request in ``body``; :class:`RequestValidationError` listing every problem at once."""
-    problems = [FieldProblem(name, "unknown field") for name in sorted(set(body) - REQUEST_FIELDS)]
-    destination = body.get("destination")
-    if not isinstance(destination, str) or not 0 < len(destination) <= 64:
-        problems.append(FieldProblem("destination", "required: a destination's name"))
-    archive = body.get("archive")
-    if archive is not None and (not isinstance(archive, str) or not 0 < len(archive) <= 64):
-        problems.append(FieldProblem("archive", "must be the name of a destination of kind s3"))
-    session = body.get("initial_contact_id")
-    ranged = "from" in body or "to" in body
-    start = end = None
-    if session is not None and ranged:
-        problems.append(FieldProblem("initial_contact_id", "give a session or a time range (from, to), not both"))
-    elif session is not None:
-        if not isinstance(session, str) or not INSTANCE_ID.match(session):
-            problems.append(FieldProblem("initial_contact_id", "must be a contact id (1 to 100 letters, digits, -)"))
-    elif ranged:
-        start = _instant(body.get("from"), "from", problems)
-        end = _instant(body.get("to"), "to", problems)
-        if start is not None and end is not None:
-            if end <= start:
-                problems.append(FieldProblem("to", "must be after from"))
-            elif end - start > MAX_RANGE:
-                problems.append(FieldProblem("to", f"a range spans at most {MAX_RANGE.days} days"))
-    else:
-        problems.append(FieldProblem("initial_contact_id", "required: a session's initial contact id, or from and to"))
-    if problems:
-        raise RequestValidationError(problems)
+    request = parse(ReplayBody, body)
     return ReplayRequest(
-        destination=str(destination),
-        initial_contact_id=session if isinstance(session, str) else None,
-        start=start,
-        end=end,
-        archive=archive if isinstance(archive, str) else None,
+        destination=request.destination,
+        initial_contact_id=request.initial_contact_id,
+        start=_parse_time(request.start) if request.start is not None else None,
+        end=_parse_time(request.end) if request.end is not None else None,
+        archive=request.archive,
     )
-
-
-def _instant(value: Any, name: str, problems: list[FieldProblem]) -> datetime | None:
-    expected = "must be an ISO 8601 time with its offset, e.g. 2026-11-22T10:00:00Z"
-    if not isinstance(value, str) or len(value) > 40:
-        problems.append(FieldProblem(name, expected))
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        problems.append(FieldProblem(name, expected))
-        return None
-    if moment.tzinfo is None:
-        problems.append(FieldProblem(name, expected))
-        return None
-    return moment.astimezone(UTC)
 
 
 def iso(moment: datetime) -> str:

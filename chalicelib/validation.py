@@ -34,9 +34,11 @@ class Rule:
     minimum: int | None = None
     maximum: int | None = None
     pattern: str | None = None
+    format: str | None = None
     unique: bool = False
     description: str | None = None
     problem: str | None = None
+    name: str | None = None
 
 
 _NO_RULE = Rule()
@@ -51,6 +53,7 @@ _TYPE_PROBLEMS: dict[type, str] = {
 @dataclass(frozen=True)
 class _Field:
     name: str
+    key: str
     kind: Any
     rule: Rule
     required: bool
@@ -71,7 +74,7 @@ def _fields(cls: type) -> tuple[_Field, ...]:
             kind, rule = get_args(kind)[0], next(a for a in get_args(kind) if isinstance(a, Rule))
         required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
-        fields.append(_Field(field.name, kind, rule, required, default))
+        fields.append(_Field(field.name, rule.name or field.name, kind, rule, required, default))
     _FIELDS[cls] = tuple(fields)
     return _FIELDS[cls]
 
@@ -80,29 +83,31 @@ def parse(cls: type[T], body: Mapping[str, Any]) -> T:
     """``body`` as a ``cls``, or :class:`RequestValidationError` listing every problem (unknown fields first).
 
     A ``cls`` with rules across fields has a static ``cross_checks(valid)``: it gets the fields that passed their own
-    rules (name to value) and returns the further problems, so they are listed with the rest.
+    rules (JSON name to value; an absent field as its default) and returns the further problems, so they are listed
+    with the rest. A field's JSON name is its ``Rule.name``, else its Python name; a class's ``schema_extra`` is
+    added to its schema.
     """
     fields = _fields(cls)
-    known = {field.name for field in fields}
+    known = {field.key for field in fields}
     problems = [FieldProblem(name, "unknown field") for name in sorted(set(body) - known)]
     values: dict[str, Any] = {}
     for field in fields:
-        if field.name not in body:
+        if field.key not in body:
             if field.required:
-                problems.append(FieldProblem(field.name, field.rule.problem or "required"))
-            values[field.name] = field.default
+                problems.append(FieldProblem(field.key, field.rule.problem or "required"))
+            values[field.key] = field.default
             continue
-        problem = _problem(body[field.name], field.kind, field.rule)
+        problem = _problem(body[field.key], field.kind, field.rule)
         if problem is not None:
-            problems.append(FieldProblem(field.name, field.rule.problem or problem))
-        values[field.name] = body[field.name]
+            problems.append(FieldProblem(field.key, field.rule.problem or problem))
+        values[field.key] = body[field.key]
     failed = {problem.field for problem in problems}
     checks = getattr(cls, "cross_checks", None)
     if checks is not None:
-        problems += checks({name: value for name, value in values.items() if name not in failed})
+        problems += checks({key: value for key, value in values.items() if key not in failed})
     if problems:
         raise RequestValidationError(problems)
-    return cls(**{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()})
+    return cls(**{f.name: tuple(values[f.key]) if isinstance(values[f.key], list) else values[f.key] for f in fields})
 
 
 def _problem(value: Any, kind: Any, rule: Rule) -> str | None:
@@ -129,7 +134,8 @@ def _problem(value: Any, kind: Any, rule: Rule) -> str | None:
         low, high = rule.min_length or 0, rule.max_length
         if len(value) < low or (high is not None and len(value) > high):
             return f"must be {low} to {high} characters" if high is not None else f"must be at least {low} characters"
-        if rule.pattern is not None and re.search(rule.pattern, value) is None:
+        # JSON Schema's (ECMA's) final $ ends the text; Python's also matches before a final newline.
+        if rule.pattern is not None and re.search(re.sub(r"(?<!\\)\$\Z", r"\\Z", rule.pattern), value) is None:
             return "is not in the expected form"
     if isinstance(value, int) and (
         (rule.minimum is not None and value < rule.minimum) or (rule.maximum is not None and value > rule.maximum)
@@ -142,11 +148,12 @@ def json_schema(cls: type) -> dict[str, Any]:
     """The JSON Schema of a body type, as the OpenAPI document publishes it."""
     fields = _fields(cls)
     schema: dict[str, Any] = {"type": "object"}
-    required = [field.name for field in fields if field.required]
+    required = [field.key for field in fields if field.required]
     if required:
         schema["required"] = required
-    schema["properties"] = {field.name: _schema(field) for field in fields}
+    schema["properties"] = {field.key: _schema(field) for field in fields}
     schema["additionalProperties"] = False
+    schema.update(getattr(cls, "schema_extra", {}))
     return schema
 
 
@@ -161,6 +168,7 @@ def _schema(field: _Field) -> dict[str, Any]:
         "minimum": rule.minimum,
         "maximum": rule.maximum,
         "pattern": rule.pattern,
+        "format": rule.format,
         "uniqueItems": rule.unique or None,
     }
     schema.update({key: value for key, value in limits.items() if value is not None})

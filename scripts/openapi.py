@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chalicelib.archive_replay import ReplayBody
 from chalicelib.events import EVENT_TYPES, SCHEMA_DIR
 from chalicelib.handlers.docs import OPENAPI_FILE
 from chalicelib.handlers.redrive_api import RedriveRequest
@@ -27,6 +28,7 @@ REQUEST_TYPES: dict[str, type] = {
     "ChatMessageRequest": OutgoingMessage,
     "ChatEventRequest": ChatEventRequest,
     "RedriveRequest": RedriveRequest,
+    "ArchiveReplayRequest": ReplayBody,
 }
 
 Schema = dict[str, Any]

@@ -4,7 +4,7 @@ schema each type writes for the OpenAPI document."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -101,3 +101,22 @@ def test_the_type_writes_its_json_schema() -> None:
 def test_what_parse_accepts_the_schema_accepts(body: dict[str, Any]) -> None:
     parse(Body, body)
     Draft202012Validator(json_schema(Body)).validate(body)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Renamed:
+    schema_extra: ClassVar[dict[str, Any]] = {"description": "A renamed field."}
+    start: Annotated[str | None, Rule(name="from", pattern="^[a-z]{1,3}$", format="date-time")] = None
+
+
+def test_a_field_is_read_and_described_under_its_json_name_and_a_final_dollar_ends_the_text() -> None:
+    assert parse(Renamed, {"from": "abc"}).start == "abc"
+    with pytest.raises(RequestValidationError) as caught:
+        parse(Renamed, {"from": "abc\n", "start": "x"})
+    assert [(p.field, p.problem) for p in caught.value.problems] == [
+        ("start", "unknown field"),
+        ("from", "is not in the expected form"),
+    ]
+    schema = json_schema(Renamed)
+    assert schema["description"] == "A renamed field."
+    assert schema["properties"] == {"from": {"type": "string", "pattern": "^[a-z]{1,3}$", "format": "date-time"}}
