@@ -19,6 +19,8 @@ A destination's ``kind`` (``webhook`` when omitted) decides which fields it take
   ``MessageDeduplicationId`` = the ``webhook-id``.
 - ``eventbridge``: ``event_bus_arn``; ``source`` (default ``connect-chat-relay``, never ``aws.…``).
 - ``kinesis``: ``stream_arn``; the partition key is the initial contact id.
+- ``sqs``, ``eventbridge`` and ``kinesis`` take a ``kms_key`` too: the key the queue, bus or stream is encrypted with
+  (a customer-managed key), so that the relay is granted ``kms:GenerateDataKey`` and ``kms:Decrypt`` on it.
 
 The ARNs name exactly what the relay writes to, so the IAM grants are rendered from them (``make policies``).
 """
@@ -94,6 +96,7 @@ class QueueTarget:
     """An SQS queue; FIFO when its name ends in ``.fifo``."""
 
     queue: Arn
+    kms_key: Arn | None = None
     kind: Literal["sqs"] = "sqs"
 
     @property
@@ -108,6 +111,7 @@ class BusTarget:
 
     bus: Arn
     source: str = DEFAULT_SOURCE
+    kms_key: Arn | None = None
     kind: Literal["eventbridge"] = "eventbridge"
 
 
@@ -116,6 +120,7 @@ class StreamTarget:
     """A Kinesis data stream."""
 
     stream: Arn
+    kms_key: Arn | None = None
     kind: Literal["kinesis"] = "kinesis"
 
 
@@ -124,9 +129,9 @@ AwsTarget = ArchiveTarget | QueueTarget | BusTarget | StreamTarget
 # The fields each kind takes besides the common ones.
 KIND_FIELDS: Final[Mapping[str, frozenset[str]]] = {
     "s3": frozenset({"bucket", "layout", "key_template", "kms_key"}),
-    "sqs": frozenset({"queue_arn"}),
-    "eventbridge": frozenset({"event_bus_arn", "source"}),
-    "kinesis": frozenset({"stream_arn"}),
+    "sqs": frozenset({"queue_arn", "kms_key"}),
+    "eventbridge": frozenset({"event_bus_arn", "source", "kms_key"}),
+    "kinesis": frozenset({"stream_arn", "kms_key"}),
 }
 
 
@@ -134,18 +139,27 @@ def parse_target(kind: str, entry: Mapping[str, Any], fault: Callable[[str, str]
     """The target of a non-webhook destination, or None after reporting each problem with ``fault``."""
     if kind == "s3":
         return _archive(entry, fault)
+    key_ok, kms_key = _kms_key(entry, fault)
     if kind == "sqs":
         queue = _arn(entry.get("queue_arn"), "queue_arn", _QUEUE_ARN, "an SQS queue ARN", fault)
-        return None if queue is None else QueueTarget(queue)
+        return None if queue is None or not key_ok else QueueTarget(queue, kms_key)
     if kind == "eventbridge":
         bus = _arn(entry.get("event_bus_arn"), "event_bus_arn", _BUS_ARN, "an EventBridge event bus ARN", fault)
         source = entry.get("source", DEFAULT_SOURCE)
         if not isinstance(source, str) or not _SOURCE.match(source) or source.startswith("aws."):
             fault("source", "must be 1 to 256 letters, digits, '.', '_', '/' or '-', not starting with 'aws.'")
             return None
-        return None if bus is None else BusTarget(bus, source)
+        return None if bus is None or not key_ok else BusTarget(bus, source, kms_key)
     stream = _arn(entry.get("stream_arn"), "stream_arn", _STREAM_ARN, "a Kinesis stream ARN", fault)
-    return None if stream is None else StreamTarget(stream)
+    return None if stream is None or not key_ok else StreamTarget(stream, kms_key)
+
+
+def _kms_key(entry: Mapping[str, Any], fault: Callable[[str, str], None]) -> tuple[bool, Arn | None]:
+    """The entry's ``kms_key`` (None when omitted), and whether it is valid."""
+    if "kms_key" not in entry:
+        return True, None
+    key = _arn(entry["kms_key"], "kms_key", _KMS_ARN, "a KMS key ARN or alias ARN", fault)
+    return key is not None, key
 
 
 def _archive(entry: Mapping[str, Any], fault: Callable[[str, str], None]) -> ArchiveTarget | None:
@@ -171,11 +185,8 @@ def _archive(entry: Mapping[str, Any], fault: Callable[[str, str], None]) -> Arc
             + ", ".join(sorted(TEMPLATE_FIELDS)),
         )
         ok = False
-    kms_key = None
-    if "kms_key" in entry:
-        kms_key = _arn(entry["kms_key"], "kms_key", _KMS_ARN, "a KMS key ARN or alias ARN", fault)
-        ok = ok and kms_key is not None
-    if not ok:
+    key_ok, kms_key = _kms_key(entry, fault)
+    if not ok or not key_ok:
         return None
     return ArchiveTarget(bucket=str(bucket), key_template=str(template), kms_key=kms_key)
 

@@ -2,9 +2,9 @@
 
 Every function that publishes events gets exactly the writes its stage's destinations file names: PutObject on each
 archive's key prefix (and GenerateDataKey on its KMS key), SendMessage on each queue, PutEvents on each bus,
-PutRecords on each stream, as the statements whose ``Sid`` starts with ``Destinations``, after the statements of the
-function's template in ``infra/policies/``. ``tests/unit/test_deployment.py`` checks that the committed policies are
-rendered.
+PutRecords on each stream, and GenerateDataKey + Decrypt on the KMS key a queue, bus or stream names, as the
+statements whose ``Sid`` starts with ``Destinations``, after the statements of the function's template in
+``infra/policies/``. ``tests/unit/test_deployment.py`` checks that the committed policies are rendered.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.adapters.archive import TRANSCRIPTS_PREFIX
-from chalicelib.destination_kinds import ArchiveTarget, BusTarget, QueueTarget, StreamTarget
+from chalicelib.destination_kinds import ArchiveTarget, Arn, BusTarget, QueueTarget, StreamTarget
 from chalicelib.destinations import RelayConfig
 
 PROJECT = Path(__file__).parent.parent
@@ -41,39 +41,52 @@ SID_PREFIX = "Destinations"
 def destination_statements(config: RelayConfig) -> list[dict[str, Any]]:
     """The least-privilege statements for writing to every destination of ``config``."""
     archives: set[str] = set()
-    keys: set[str] = set()
-    aliases: dict[str, set[str]] = defaultdict(set)
     queues: set[str] = set()
     buses: set[str] = set()
     streams: set[str] = set()
+    # An archive's key encrypts what the relay writes (GenerateDataKey); a queue's, bus's or stream's key is the
+    # resource's own, which its writers need both actions on.
+    archive_keys: list[Arn] = []
+    resource_keys: list[Arn] = []
     for destination in config.destinations:
         target = destination.target
+        if target is None:
+            continue
         if isinstance(target, ArchiveTarget):
             archives.add(f"arn:aws:s3:::{target.bucket}/{target.key_prefix}*")
-            key = target.kms_key
-            if key is not None and key.name.startswith("alias/"):
-                aliases[f"arn:{key.partition}:kms:{key.region}:{key.account}:key/*"].add(key.name)
-            elif key is not None:
-                keys.add(key.value)
         elif isinstance(target, QueueTarget):
             queues.add(target.queue.value)
         elif isinstance(target, BusTarget):
             buses.add(target.bus.value)
         elif isinstance(target, StreamTarget):
             streams.add(target.stream.value)
+        if target.kms_key is not None:
+            (archive_keys if isinstance(target, ArchiveTarget) else resource_keys).append(target.kms_key)
     statements = [
         _statement("DestinationsArchives", ["s3:PutObject"], archives),
-        _statement("DestinationsArchiveKeys", ["kms:GenerateDataKey"], keys),
         _statement("DestinationsQueues", ["sqs:GetQueueUrl", "sqs:SendMessage"], queues),
         _statement("DestinationsBuses", ["events:PutEvents"], buses),
         _statement("DestinationsStreams", ["kinesis:PutRecords"], streams),
     ]
-    # A key named by its alias is granted through the alias: the key's own id is not in the destinations file.
+    statements += _key_statements("DestinationsArchiveKey", ["kms:GenerateDataKey"], archive_keys)
+    statements += _key_statements("DestinationsResourceKey", ["kms:Decrypt", "kms:GenerateDataKey"], resource_keys)
+    return [statement for statement in statements if statement["Resource"]]
+
+
+def _key_statements(sid: str, actions: list[str], keys: list[Arn]) -> list[dict[str, Any]]:
+    """``actions`` on exactly ``keys``: a key named by its ARN directly, a key named by its alias through a
+    ``kms:ResourceAliases`` condition (the key's own id is not in the destinations file)."""
+    direct = {key.value for key in keys if not key.name.startswith("alias/")}
+    aliases: dict[str, set[str]] = defaultdict(set)
+    for key in keys:
+        if key.name.startswith("alias/"):
+            aliases[f"arn:{key.partition}:kms:{key.region}:{key.account}:key/*"].add(key.name)
+    statements = [_statement(f"{sid}s", actions, direct)]
     for index, (resource, names) in enumerate(sorted(aliases.items())):
-        statement = _statement(f"DestinationsArchiveKeyAliases{index or ''}", ["kms:GenerateDataKey"], {resource})
+        statement = _statement(f"{sid}Aliases{index or ''}", actions, {resource})
         statement["Condition"] = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": sorted(names)}}
         statements.append(statement)
-    return [statement for statement in statements if statement["Resource"]]
+    return statements
 
 
 def transcript_statements(config: RelayConfig, archive_name: str) -> list[dict[str, Any]]:

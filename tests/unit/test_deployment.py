@@ -366,3 +366,47 @@ def test_the_retry_queue_s_consumer_reports_partial_batch_failures_in_the_packag
     events = merge["Resources"]["RetryDeliveries"]["Properties"]["Events"]
     assert events["RetryDeliveriesSqsEventSource"]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert "retry_deliveries" in app.handler_map
+
+
+def test_the_keys_of_encrypted_queues_buses_and_streams_are_granted_exactly() -> None:
+    key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    config = parse_relay_config(
+        {
+            "version": 1,
+            "destinations": [
+                {
+                    "name": "q",
+                    "kind": "sqs",
+                    "queue_arn": "arn:aws:sqs:us-east-1:111122223333:chat",
+                    "kms_key": key,
+                },
+                {
+                    "name": "b",
+                    "kind": "eventbridge",
+                    "event_bus_arn": "arn:aws:events:us-east-1:111122223333:event-bus/c",
+                    "kms_key": "arn:aws:kms:us-east-1:111122223333:alias/bus-key",
+                },
+                {
+                    "name": "s",
+                    "kind": "kinesis",
+                    "stream_arn": "arn:aws:kinesis:us-east-1:111122223333:stream/c",
+                    "kms_key": "arn:aws:kms:us-east-1:111122223333:alias/stream-key",
+                },
+                {"name": "plain", "kind": "kinesis", "stream_arn": "arn:aws:kinesis:us-east-1:111122223333:stream/d"},
+            ],
+        },
+        source="test",
+    )
+    keys = {s["Sid"]: s for s in destination_statements(config) if s["Sid"].startswith("DestinationsResourceKey")}
+    assert {sid: (s["Action"], s["Resource"]) for sid, s in keys.items()} == {
+        "DestinationsResourceKeys": (["kms:Decrypt", "kms:GenerateDataKey"], [key]),
+        "DestinationsResourceKeyAliases": (
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            ["arn:aws:kms:us-east-1:111122223333:key/*"],
+        ),
+    }
+    assert keys["DestinationsResourceKeyAliases"]["Condition"] == {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/bus-key", "alias/stream-key"]}
+    }
+    # No key is granted for the archive kind's actions when no archive names one.
+    assert not [s for s in destination_statements(config) if s["Sid"].startswith("DestinationsArchiveKey")]

@@ -30,7 +30,7 @@ def test_each_kind_is_read_with_its_own_fields_and_the_common_filters() -> None:
         {"name": "archive", "kind": "s3", "bucket": "relay-bucket", "kms_key": KEY, "events": ["chat.*"]},
         {"name": "queue", "kind": "sqs", "queue_arn": QUEUE, "audience": "agent"},
         {"name": "bus", "kind": "eventbridge", "event_bus_arn": BUS, "source": "com.example.chat"},
-        {"name": "stream", "kind": "kinesis", "stream_arn": STREAM, "roles": ["CUSTOMER"]},
+        {"name": "stream", "kind": "kinesis", "stream_arn": STREAM, "roles": ["CUSTOMER"], "kms_key": KEY},
     )
     assert [d.kind for d in (archive, queue, bus, stream)] == ["s3", "sqs", "eventbridge", "kinesis"]
     assert archive.target == ArchiveTarget(
@@ -43,6 +43,9 @@ def test_each_kind_is_read_with_its_own_fields_and_the_common_filters() -> None:
     assert queue.audience == "agent"
     assert bus.target == BusTarget(bus=bus.target.bus, source="com.example.chat")
     assert stream.target.stream.name == "chat"
+    assert stream.target.kms_key is not None
+    assert stream.target.kms_key.name == "alias/relay-archive"
+    assert queue.target.kms_key is None
     assert stream.participant_roles == frozenset({"CUSTOMER"})
 
 
@@ -80,6 +83,8 @@ def test_the_date_layout_and_own_templates() -> None:
         ({"kind": "eventbridge", "event_bus_arn": BUS, "source": "aws.connect"}, "source: must be"),
         ({"kind": "eventbridge", "event_bus_arn": "chat"}, "event_bus_arn: must be"),
         ({"kind": "kinesis", "stream_arn": QUEUE}, "stream_arn: must be a Kinesis stream ARN"),
+        ({"kind": "sqs", "queue_arn": QUEUE, "kms_key": QUEUE}, "kms_key: must be a KMS key ARN"),
+        ({"kind": "kinesis", "stream_arn": STREAM, "kms_key": "key/x"}, "kms_key: must be a KMS key ARN"),
         ({"kind": "kinesis", "stream_arn": STREAM, "url": "https://x.example.com"}, "url: unknown field"),
         ({"kind": "sqs", "queue_arn": QUEUE, "secrets": ["ssm:/s"]}, "secrets: unknown field"),
         ({"kind": "sqs", "queue_arn": QUEUE, "events": ["chat.nothing"]}, "events:"),
