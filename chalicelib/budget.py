@@ -15,10 +15,13 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError
 
 from chalicelib.errors import RelayError
 
@@ -29,6 +32,16 @@ _thread_budget = threading.local()
 
 class BudgetExhaustedError(RelayError):
     """The time budget ran out before the work finished."""
+
+
+class AttemptPastDeadlineError(BotoCoreError):
+    """A destination write's attempt was refused: the invocation's deadline had passed.
+
+    A botocore error rather than a relay one on purpose: the writers already turn every botocore error of a call
+    into a retryable failure of that call's events alone, which is exactly what this is.
+    """
+
+    fmt = "the invocation's deadline passed before this attempt"
 
 
 @dataclass(frozen=True)
@@ -82,3 +95,23 @@ def refuse_attempt_past_deadline(**_: Any) -> None:
     deadline = getattr(_thread_budget, "deadline", None)
     if deadline is not None and time.monotonic() >= deadline:
         raise BudgetExhaustedError("the time budget ran out before this request")
+
+
+@contextmanager
+def attempts_until(deadline: float | None) -> Iterator[None]:
+    """Within this block, this thread's requests on clients with :func:`refuse_write_past_deadline` start only
+    before ``deadline`` (``time.monotonic()``; None: no limit)."""
+    previous = getattr(_thread_budget, "deadline", None)
+    _thread_budget.deadline = deadline
+    try:
+        yield
+    finally:
+        _thread_budget.deadline = previous
+
+
+def refuse_write_past_deadline(**_: Any) -> None:
+    """botocore ``before-send`` hook of the destination clients: no attempt, first or retry, starts past the
+    thread's deadline; the writer reports the call's events as failed and they go to the retry queue."""
+    deadline = getattr(_thread_budget, "deadline", None)
+    if deadline is not None and time.monotonic() >= deadline:
+        raise AttemptPastDeadlineError()

@@ -7,12 +7,12 @@ stand-ins with no code change. Everything else in the relay receives a client; n
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
 
-from chalicelib.budget import refuse_attempt_past_deadline
+from chalicelib.budget import refuse_attempt_past_deadline, refuse_write_past_deadline
 
 if TYPE_CHECKING:
     from mypy_boto3_connect import ConnectClient
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
+
+ClientT = TypeVar("ClientT", bound=Any)
 
 # Connect throttles at a few TPS: adaptive mode backs off client-side as well as retrying 429s and 5xx.
 _CONNECT_CONFIG = Config(
@@ -53,6 +55,14 @@ _DEFAULT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=2,
     read_timeout=10,
+    user_agent_extra="connect-chat-relay",
+)
+# EventBridge and Kinesis serve destinations only, whose writes end by the invocation's deadline: a stalled
+# attempt gives up within seconds, so the next one (refused past the deadline) or the retry queue takes over.
+_DESTINATION_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=1,
+    read_timeout=3,
     user_agent_extra="connect-chat-relay",
 )
 
@@ -110,25 +120,25 @@ def dynamodb_for_health() -> DynamoDBClient:
 def s3() -> S3Client:
     """The S3 client."""
     # SigV4 for the attachment links it signs too (botocore may otherwise presign the legacy way).
-    return boto3.client("s3", config=_DEFAULT_CONFIG.merge(Config(signature_version="s3v4")))
+    return _bounded(boto3.client("s3", config=_DEFAULT_CONFIG.merge(Config(signature_version="s3v4"))))
 
 
 @cache
 def sqs() -> SQSClient:
     """The SQS client (the retry queue, destinations of kind ``sqs``)."""
-    return boto3.client("sqs", config=_DEFAULT_CONFIG)
+    return _bounded(boto3.client("sqs", config=_DEFAULT_CONFIG))
 
 
 @cache
 def events() -> EventBridgeClient:
     """The EventBridge client (destinations of kind ``eventbridge``)."""
-    return boto3.client("events", config=_DEFAULT_CONFIG)
+    return _bounded(boto3.client("events", config=_DESTINATION_CONFIG))
 
 
 @cache
 def kinesis() -> KinesisClient:
     """The Kinesis client (destinations of kind ``kinesis``)."""
-    return boto3.client("kinesis", config=_DEFAULT_CONFIG)
+    return _bounded(boto3.client("kinesis", config=_DESTINATION_CONFIG))
 
 
 @cache
@@ -141,6 +151,13 @@ def ssm() -> SSMClient:
 def secretsmanager() -> SecretsManagerClient:
     """The Secrets Manager client (webhook secrets kept as secrets)."""
     return boto3.client("secretsmanager", config=_DEFAULT_CONFIG)
+
+
+def _bounded(client: ClientT) -> ClientT:
+    """The client refuses attempts past the deadline of a thread writing to destinations (``budget.attempts_until``);
+    other threads' calls are untouched."""
+    client.meta.events.register_first("before-send", refuse_write_past_deadline)
+    return client
 
 
 def reset() -> None:

@@ -10,12 +10,14 @@ explicit re-send (``resend``: a replay) is delivered whatever the ledger says.""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Collection, Container, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from chalicelib.adapters.secrets import SecretUnavailableError
+from chalicelib.budget import attempts_until
 from chalicelib.delivery import DeliveryResult
 from chalicelib.errors import RelayError
 from chalicelib.ledger import DeliveryLedgerError, Pair
@@ -211,7 +213,7 @@ class Relay:
         handoff = _Handoff(self, resend=resend)
         targets: list[tuple[WebhookTarget, Sequence[str]]] = []
         held: list[DeliveryResult] = []
-        writes = []
+        writes: list[tuple[Destination, Future[list[DeliveryResult]]]] = []
         done: list[DeliveryResult] = []
         if not resend:
             if delivered is None:
@@ -229,7 +231,7 @@ class Relay:
                 held.append(_held(event, destination.name, gate))
                 continue
             if destination.target is not None:
-                writes.append(self._writers.submit(self._aws.deliver, destination, [event]))
+                writes.append((destination, self._writers.submit(self._write, destination, event, deadline)))
                 continue
             try:
                 secrets = [self._secrets.resolve(ref) for ref in destination.secrets]
@@ -257,7 +259,9 @@ class Relay:
             results.append(result)
 
         self._fanout.deliver(event, targets, deadline=deadline, on_result=settle)
-        written = [result for write in writes for result in write.result()]
+        written = [
+            result for destination, write in writes for result in _by_deadline(write, destination, event, deadline)
+        ]
         _count(written)
         for result in written:
             settle(result)
@@ -288,6 +292,11 @@ class Relay:
             # Nothing is lost: a redelivery of these pairs would only arrive twice, with the same webhook-id.
             logger.warning("delivery ledger not written", extra={"reason": str(exc), "pairs": len(pairs)})
             count("DeliveryLedgerUnavailable")
+
+    def _write(self, destination: Destination, event: RelayEvent, deadline: float | None) -> list[DeliveryResult]:
+        # No attempt (first or retry) starts past the deadline; what is refused fails retryably, like any write.
+        with attempts_until(deadline):
+            return self._aws.deliver(destination, [event])
 
     def _keep_undecided(self, destination: Destination, event: RelayEvent) -> None:
         """Fail closed, but keep: an event a filter of ``destination`` cannot decide on is kept, not dropped."""
@@ -404,6 +413,19 @@ def _recorded(destination: Destination) -> bool:
     """Whether the ledger keeps this destination's 2xx answers: not for an S3 archive, whose rewrite of an event
     is idempotent (the same key, the same bytes), so that a skip would save nothing but cost a read and a write."""
     return destination.kind != "s3"
+
+
+def _by_deadline(
+    write: Future[list[DeliveryResult]], destination: Destination, event: RelayEvent, deadline: float | None
+) -> list[DeliveryResult]:
+    """The write's results, or once the deadline has passed a retryable failure: the event goes to the retry queue
+    while the write, if it still lands, is one the destination's idempotency (or the ``webhook-id``) absorbs."""
+    try:
+        return write.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        error = f"{destination.kind} write not done by the invocation's deadline"
+        logger.warning("destination write cut short", extra={"destination": destination.name, "kind": destination.kind})
+        return [DeliveryResult.unsent(event, destination.name, error, retryable=True)]
 
 
 def _count(written: Sequence[DeliveryResult]) -> None:

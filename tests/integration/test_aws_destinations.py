@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,11 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import clients, dependencies
+from chalicelib.budget import attempts_until
 from chalicelib.chat_items import parse_sns_record
 from chalicelib.events import RelayEvent, event_from_chat_item, webhook_id_for
-from tests.conftest import PROJECT, REGION, load_event
+from chalicelib.handlers.chat_stream import on_chat_message
+from tests.conftest import PROJECT, REGION, LambdaContext, load_event
 
 pytestmark = pytest.mark.integration
 
@@ -232,3 +236,55 @@ def test_a_write_to_a_missing_resource_waits_in_the_retry_queue(client: Any, que
     (ticket,) = queued
     assert ticket["body"]["attempts"][0]["error"] == "kinesis write failed: ResourceNotFoundException"
     assert ticket["body"]["event"]["data"]["item_id"] == "item-1"
+
+
+class SlowStream:
+    """A botocore ``before-send`` hook that holds every Kinesis request for ``seconds`` and counts the attempts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.attempts = 0
+        self.done = threading.Event()
+
+    def __call__(self, **_: Any) -> None:
+        self.attempts += 1
+        time.sleep(self.seconds)
+        self.done.set()
+
+
+def test_a_write_still_going_at_the_deadline_waits_in_the_retry_queue(
+    resources: dict[str, str], queued: list[dict[str, Any]]
+) -> None:
+    # Given a Kinesis stream that takes 2.5 s to answer, and an invocation with 2 s left (its deadline ~1.5 s away)
+    slow = SlowStream(2.5)
+    clients.kinesis().meta.events.register("before-send.kinesis.PutRecords", slow)
+    started = time.monotonic()
+    # When an item arrives
+    on_chat_message(stream_record("item-1", "2026-11-22T10:00:00.000Z"), LambdaContext(2.0))
+    # Then the invocation ends by its deadline rather than the stream's answer
+    assert time.monotonic() - started < 2.2
+    # And the stream's event waits in the retry queue; the other destinations have theirs
+    (ticket,) = queued
+    assert ticket["body"]["destination"] == "stream"
+    assert ticket["body"]["attempts"][0]["error"] == "kinesis write not done by the invocation's deadline"
+    assert ticket["body"]["event"]["data"]["item_id"] == "item-1"
+    assert len(archived("sessions/")) == 1
+    # And the attempt left in flight is the only one: none starts past the deadline
+    assert slow.done.wait(5)
+    time.sleep(0.2)
+    assert slow.attempts == 1
+
+
+def test_no_attempt_starts_past_the_deadline(resources: dict[str, str]) -> None:
+    # Given a write whose deadline has passed
+    attempts: list[str] = []
+    for client in (clients.s3(), clients.sqs(), clients.events(), clients.kinesis()):
+        client.meta.events.register("before-send", lambda **kw: attempts.append(kw["request"].url))
+    destinations = {d.name: d for d in dependencies.destinations().destinations}
+    event = relay_event("item-1", "2026-11-22T10:00:00.000Z")
+    with attempts_until(time.monotonic() - 1):
+        # When it is written to each kind
+        results = [dependencies.aws_delivery().deliver(destinations[name], [event])[0] for name in destinations]
+    # Then nothing is sent, and every event failed retryably (its destination's retry ticket follows)
+    assert not attempts
+    assert all(not r.ok and r.retryable and "AttemptPastDeadlineError" in (r.error or "") for r in results)
