@@ -10,7 +10,7 @@ help:
 	@echo "make demo     run the relay end to end on emulated AWS (no account needed)"
 	@echo "make test     lint, type check and every test"
 	@echo "make chaos    durable delivery under injected faults: ends with chaos: ... lost=0"
-	@echo "make bench    throughput and latency figures against baselines"
+	@echo "make bench    throughput, latency, cold start and memory figures against baselines"
 	@echo "make package  chalice package into build/package"
 	@echo "make render   render .chalice/config.json, the policies and the destinations files from stages/*.json"
 	@echo "make deploy STAGE=dev   infrastructure stack, chalice deploy and what Chalice cannot set, in an AWS account"
@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.storage
 	$(BIN)/python -m bench.reconciliation
+	$(BIN)/python -m bench.wake
 
 package: $(STAMP)
 	rm -rf build/package
