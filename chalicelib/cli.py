@@ -3,6 +3,7 @@
     python -m chalicelib.cli --stage prod enable NAME
     python -m chalicelib.cli --stage prod redrive NAME [--kind dead-letters|undelivered] [--limit N]
     python -m chalicelib.cli --stage prod replay NAME (--session ID | --from TIME --to TIME) [--archive S3_NAME]
+    python -m chalicelib.cli --stage prod reprocess-failed [--queue-url URL] [--limit N]
 
 ``--stage`` takes the stage's settings from ``.chalice/config.json`` (variables already set win); without it the
 environment must hold them, as in Lambda.
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from chalicelib import dependencies
+from chalicelib.adapters.failed_invocations import ReprocessSummary
 from chalicelib.archive_replay import (
     ReplayArchiveUnavailableError,
     ReplayDestinationUnknownError,
@@ -66,6 +68,12 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stderr) -> int:
     replay.add_argument("--to", dest="end", help="the range's end (excluded); at most 31 days after --from")
     replay.add_argument("--archive", help="the s3 destination to read (default: the first that can be listed so)")
     replay.add_argument("--no-wait", action="store_true", help="queue it and print its id; do not follow it")
+    reprocess = commands.add_parser(
+        "reprocess-failed",
+        help="invoke each event of the failed-invocations queue again (asynchronously) in the function that failed",
+    )
+    reprocess.add_argument("--queue-url", help="default: the stage's connect-chat-relay-<stage>-failed-invocations")
+    reprocess.add_argument("--limit", type=int, default=None, help="stop after this many (run again to go on)")
     args = parser.parse_args(argv)
     if args.stage and not _stage_environment(args.stage):
         parser.error(f"--stage {args.stage}: no such stage in {CONFIG_FILE.name}")
@@ -73,6 +81,8 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stderr) -> int:
         body = {"destination": args.name, "initial_contact_id": args.session, "archive": args.archive}
         body |= {"from": args.start, "to": args.end} if args.start or args.end else {}
         return replay_archive({key: value for key, value in body.items() if value is not None}, not args.no_wait, out)
+    if args.command == "reprocess-failed":
+        return reprocess_failed(args.queue_url, args.limit, out)
     if args.command == "redrive":
         return redrive_destination(args.name, tuple(args.kind or KINDS), args.limit, out)
     return enable_destination(args.name, out)
@@ -128,6 +138,22 @@ def _replay_summary(state: ReplayState, out: TextIO) -> None:
     print(f"\n{state.status}: found={state.found} {counts}", file=out)
     if state.outcome:
         print(state.outcome, file=out)
+
+
+def reprocess_failed(queue_url: str | None, limit: int | None, out: TextIO) -> int:
+    """Hand the failed invocations' events back to their functions, with a running count and a summary."""
+
+    def progress(summary: ReprocessSummary) -> None:
+        out.write(f"\rreprocess-failed: {summary.reprocessed} invoked again")
+        out.flush()
+
+    summary = dependencies.failed_invocations(queue_url).reprocess(limit=limit, progress=progress)
+    print(
+        f"\nreprocessed={summary.reprocessed} refused={summary.refused} unreadable={summary.unreadable} "
+        f"other_functions={summary.foreign} complete={'yes' if summary.complete else 'no (run again)'}",
+        file=out,
+    )
+    return 0 if summary.refused == summary.unreadable == summary.foreign == 0 else 1
 
 
 def enable_destination(name: str, out: TextIO) -> int:

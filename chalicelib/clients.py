@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_kms import KMSClient
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
@@ -160,6 +161,12 @@ def _bounded(client: ClientT) -> ClientT:
     return client
 
 
+@cache
+def lambda_() -> LambdaClient:
+    """The Lambda client (the operator's command that reprocesses failed invocations)."""
+    return boto3.client("lambda", config=_DEFAULT_CONFIG)
+
+
 def reset() -> None:
     """Forget every client (tests, and the demo when it repoints endpoints)."""
     for factory in (
@@ -174,6 +181,7 @@ def reset() -> None:
         sqs,
         events,
         kinesis,
+        lambda_,
         ssm,
         secretsmanager,
     ):

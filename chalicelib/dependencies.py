@@ -20,6 +20,7 @@ from chalicelib.adapters.connect_transcripts import (
     ScanWatermarks,
 )
 from chalicelib.adapters.deliveries_table import DeliveriesTable
+from chalicelib.adapters.failed_invocations import FailedInvocations
 from chalicelib.adapters.health_table import HealthTable
 from chalicelib.adapters.participant import ParticipantGateway
 from chalicelib.adapters.quarantine import Quarantine
@@ -284,6 +285,14 @@ def archive_replays() -> ArchiveReplays:
         config=destinations,
         default_archive=settings.transcript_archive,
     )
+
+
+def failed_invocations(queue_url: str | None = None) -> FailedInvocations:
+    """The stage's failed-invocations queue (``queue_url``, or found by the name infra/ gives it), reprocessed into
+    the stage's own functions only (the operator's command; no function uses it)."""
+    prefix = f"connect-chat-relay-{get_settings().stage}"
+    url = queue_url or clients.sqs().get_queue_url(QueueName=f"{prefix}-failed-invocations")["QueueUrl"]
+    return FailedInvocations(clients.sqs(), clients.lambda_(), url, prefix)
 
 
 def reset() -> None:
