@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from chalicelib.contact_events import MAX_CONTACT_ID
 from chalicelib.errors import (
@@ -28,7 +28,8 @@ from chalicelib.errors import (
     StreamingStoppedError,
 )
 from chalicelib.observability import logger
-from chalicelib.settings import INSTANCE_ID, SNS_TOPIC_ARN
+from chalicelib.settings import SNS_TOPIC_ARN
+from chalicelib.validation import Rule
 
 if TYPE_CHECKING:
     from chalicelib.adapters.connect import ConnectGateway
@@ -169,13 +170,32 @@ class StreamingStarter:
         )
 
 
-def start_request_problems(
-    *, instance_id: str, contact_id: str, topic_arn: str, region: str, client_token: object
-) -> list[FieldProblem]:
-    """Every invalid field of a manual start, with Connect's limits (botocore checks none of the maximums)."""
+@dataclass(frozen=True, kw_only=True)
+class StartStreamingRequest:
+    """The body of ``PUT /contacts/{contact_id}/streaming``; both fields are optional."""
+
+    instance_id: Annotated[
+        str | None,
+        Rule(
+            pattern="^[A-Za-z0-9-]{1,100}$",
+            description="Required when the relay serves several instances; one of ALLOWED_INSTANCE_IDS.",
+            problem="must be 1 to 100 letters, digits or hyphens",
+        ),
+    ] = None
+    client_token: Annotated[
+        str | None,
+        Rule(
+            min_length=1,
+            max_length=500,
+            description="Connect's ClientToken; by default the relay derives one per chat session and topic.",
+            problem="must be a string of 1 to 500 characters",
+        ),
+    ] = None
+
+
+def start_request_problems(*, contact_id: str, topic_arn: str, region: str) -> list[FieldProblem]:
+    """The problems of a manual start outside its body, with Connect's limits (botocore checks none of the maximums)."""
     problems: list[FieldProblem] = []
-    if not 1 <= len(instance_id) <= 100 or not INSTANCE_ID.match(instance_id):
-        problems.append(FieldProblem("instance_id", "must be 1 to 100 letters, digits or hyphens"))
     if not CONTACT_ID.fullmatch(contact_id):
         problems.append(FieldProblem("contact_id", CONTACT_ID_PROBLEM))
     match = SNS_TOPIC_ARN.match(topic_arn)
@@ -183,6 +203,4 @@ def start_request_problems(
         problems.append(FieldProblem("topic_arn", "must be an SNS topic ARN of at most 350 characters"))
     elif match.group("region") != region:
         problems.append(FieldProblem("topic_arn", f"must be in the instance's region {region}"))
-    if client_token is not None and (not isinstance(client_token, str) or not 1 <= len(client_token) <= 500):
-        problems.append(FieldProblem("client_token", "must be a string of 1 to 500 characters"))
     return problems

@@ -80,7 +80,15 @@ def _fields(cls: type) -> tuple[_Field, ...]:
 
 
 def parse(cls: type[T], body: Mapping[str, Any]) -> T:
-    """``body`` as a ``cls``, or :class:`RequestValidationError` listing every problem (unknown fields first).
+    """``body`` as a ``cls``, or :class:`RequestValidationError` listing every problem (see :func:`read`)."""
+    value, problems = read(cls, body)
+    if value is None:
+        raise RequestValidationError(problems)
+    return value
+
+
+def read(cls: type[T], body: Mapping[str, Any]) -> tuple[T | None, list[FieldProblem]]:
+    """``body`` as a ``cls`` and no problems, or None and every problem (unknown fields first), to list with others.
 
     A ``cls`` with rules across fields has a static ``cross_checks(valid)``: it gets the fields that passed their own
     rules (JSON name to value; an absent field as its default) and returns the further problems, so they are listed
@@ -106,8 +114,10 @@ def parse(cls: type[T], body: Mapping[str, Any]) -> T:
     if checks is not None:
         problems += checks({key: value for key, value in values.items() if key not in failed})
     if problems:
-        raise RequestValidationError(problems)
-    return cls(**{f.name: tuple(values[f.key]) if isinstance(values[f.key], list) else values[f.key] for f in fields})
+        return None, problems
+    return cls(
+        **{f.name: tuple(values[f.key]) if isinstance(values[f.key], list) else values[f.key] for f in fields}
+    ), []
 
 
 def _problem(value: Any, kind: Any, rule: Rule) -> str | None:

@@ -19,6 +19,7 @@ from chalicelib.archive_replay import ReplayBody
 from chalicelib.events import EVENT_TYPES, SCHEMA_DIR
 from chalicelib.handlers.docs import OPENAPI_FILE
 from chalicelib.handlers.redrive_api import RedriveRequest
+from chalicelib.streaming import StartStreamingRequest
 from chalicelib.two_way_chats import ChatEventRequest, OutgoingMessage
 from chalicelib.validation import json_schema
 
@@ -29,6 +30,7 @@ REQUEST_TYPES: dict[str, type] = {
     "ChatEventRequest": ChatEventRequest,
     "RedriveRequest": RedriveRequest,
     "ArchiveReplayRequest": ReplayBody,
+    "StartStreamingRequest": StartStreamingRequest,
 }
 
 Schema = dict[str, Any]

@@ -9,10 +9,10 @@ from chalicelib.errors import FieldProblem, RelayError, RequestValidationError
 from chalicelib.handlers.http import error_response, json_body, json_response, route_auth
 from chalicelib.observability import contact_keys, count, count_streaming_start, logger
 from chalicelib.settings import get_settings
-from chalicelib.streaming import CONTACT_ID, CONTACT_ID_PROBLEM, start_request_problems
+from chalicelib.streaming import CONTACT_ID, CONTACT_ID_PROBLEM, StartStreamingRequest, start_request_problems
+from chalicelib.validation import read
 
 streaming_api = Blueprint(__name__)
-_FIELDS = frozenset({"instance_id", "client_token"})
 
 
 @streaming_api.route("/contacts/{contact_id}/streaming", methods=["PUT"], **route_auth())
@@ -27,32 +27,23 @@ def start_streaming(contact_id: str) -> Response:
 
 def _start(contact_id: str) -> Response:
     settings = get_settings()
-    body = json_body(streaming_api.current_request.raw_body, required=False)
-    problems = [FieldProblem(name, "unknown field") for name in sorted(set(body) - _FIELDS)]
-    instance_id = body.get("instance_id")
-    if instance_id is None:
-        if len(settings.allowed_instance_ids) != 1:
-            problems.append(FieldProblem("instance_id", "required: the relay serves several instances"))
-        instance_id = next(iter(settings.allowed_instance_ids))
-    if not isinstance(instance_id, str):
-        problems.append(FieldProblem("instance_id", "must be a string"))
-        instance_id = ""
+    body, problems = read(StartStreamingRequest, json_body(streaming_api.current_request.raw_body, required=False))
     problems += start_request_problems(
-        instance_id=instance_id,
-        contact_id=contact_id,
-        topic_arn=settings.streaming_topic_arn,
-        region=settings.region,
-        client_token=body.get("client_token"),
+        contact_id=contact_id, topic_arn=settings.streaming_topic_arn, region=settings.region
     )
-    if not problems and instance_id not in settings.allowed_instance_ids:
-        problems.append(FieldProblem("instance_id", "is not an instance this relay serves"))
-    if problems:
+    allowed = settings.allowed_instance_ids
+    if body is not None and body.instance_id is None and len(allowed) != 1:
+        problems.append(FieldProblem("instance_id", "required: the relay serves several instances"))
+    if body is None or problems:
         raise RequestValidationError(problems)
+    instance_id = body.instance_id or next(iter(allowed))
+    if instance_id not in allowed:
+        raise RequestValidationError([FieldProblem("instance_id", "is not an instance this relay serves")])
     outcome = streaming_starter().start(
         instance_id=instance_id,
         initial_contact_id=contact_id,
         started_by="route",
-        client_token=body.get("client_token"),
+        client_token=body.client_token,
         restart=True,
     )
     count_streaming_start(already_streaming=outcome.already_streaming)

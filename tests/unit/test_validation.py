@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from chalicelib.errors import FieldProblem, RequestValidationError
-from chalicelib.validation import Rule, json_schema, parse
+from chalicelib.validation import Rule, json_schema, parse, read
 
 SECRET = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="
 URL = "https://user:password@hooks.example.com/in"
@@ -120,3 +120,11 @@ def test_a_field_is_read_and_described_under_its_json_name_and_a_final_dollar_en
     schema = json_schema(Renamed)
     assert schema["description"] == "A renamed field."
     assert schema["properties"] == {"from": {"type": "string", "pattern": "^[a-z]{1,3}$", "format": "date-time"}}
+
+
+def test_read_returns_the_problems_for_the_caller_to_list_with_its_own() -> None:
+    assert read(Body, {"name": "n"}) == (Body(name="n"), [])
+    assert read(Body, {"count": 0}) == (
+        None,
+        [FieldProblem("name", "required"), FieldProblem("count", "must be from 1 to 10")],
+    )
