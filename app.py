@@ -27,7 +27,6 @@ from chalicelib.handlers.transcripts import transcripts
 from chalicelib.observability import observed
 
 app = Chalice(app_name="connect-chat-relay", configure_logs=False)
-app.experimental_feature_flags.update(["BLUEPRINTS"])
 
 
 @app.middleware("http")

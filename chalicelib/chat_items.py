@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NoReturn
 
-from chalicelib.contact_events import MAX_CONTACT_ID
+from chalicelib.contact_event_reader import MAX_CONTACT_ID
 from chalicelib.errors import RelayError
 from chalicelib.strict_json import STRICT_JSON
 
@@ -25,7 +25,6 @@ MAX_ITEM_ID_LENGTH: Final = 256
 MAX_CONTENT_LENGTH: Final = 16_384
 MAX_MESSAGE_BYTES: Final = 256 * 1024
 VISIBILITIES: Final = frozenset({"AGENT", "CUSTOMER", "ALL"})
-UNKNOWN_SNS_MESSAGE_ID: Final = "unknown"
 
 # RFC 3339 as JSON Schema's "date-time" reads it; fromisoformat then rejects impossible dates (February 30).
 _RFC3339: Final = re.compile(
@@ -56,7 +55,6 @@ class Attachment:
 class ChatItem:
     """One chat item (message, event, attachment, receipt) of a contact's chat, validated."""
 
-    sns_message_id: str
     item_id: str
     type: str
     content_type: str | None
@@ -66,7 +64,6 @@ class ChatItem:
     contact_id: str
     related_contact_id: str | None
     instance_id: str | None
-    account_id: str | None
     participant_id: str | None
     participant_role: str | None
     display_name: str | None
@@ -93,7 +90,6 @@ def parse_sns_record(sns: Mapping[str, Any]) -> ChatItem:
         _invalid("AbsoluteTime is not an RFC 3339 timestamp")
     initial_contact_id, contact_id = _contact_ids(body, attributes)
     item = ChatItem(
-        sns_message_id=_sns_message_id(sns),
         item_id=item_id,
         type=_required(_text(body, attributes, "Type"), "Type"),
         content_type=_text(body, attributes, "ContentType"),
@@ -103,7 +99,6 @@ def parse_sns_record(sns: Mapping[str, Any]) -> ChatItem:
         contact_id=contact_id,
         related_contact_id=_limited(_body_text(body, "RelatedContactId"), "RelatedContactId", MAX_CONTACT_ID),
         instance_id=_text(body, attributes, "InstanceId"),
-        account_id=_attribute(attributes, "AccountId"),
         participant_id=_body_text(body, "ParticipantId"),
         participant_role=_text(body, attributes, "ParticipantRole"),
         display_name=_body_text(body, "DisplayName"),
@@ -231,13 +226,6 @@ def _visibility(body: Mapping[str, Any], attributes: Mapping[str, Any]) -> str |
     if not isinstance(visibility, str) or visibility not in VISIBILITIES:
         _invalid("MessageVisibility is not AGENT, CUSTOMER or ALL")
     return visibility
-
-
-def _sns_message_id(sns: Mapping[str, Any]) -> str:
-    message_id = sns.get("MessageId")
-    if isinstance(message_id, str) and _is_utf8(message_id):
-        return message_id
-    return UNKNOWN_SNS_MESSAGE_ID
 
 
 def _attachments(raw: Any) -> tuple[Attachment, ...]:

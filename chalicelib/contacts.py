@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from chalicelib.contact_events import MAX_CONTACT_ID
+from chalicelib.contact_event_reader import MAX_CONTACT_ID
 from chalicelib.errors import FieldProblem, RequestValidationError, SettingsError
 from chalicelib.events import RelayEvent, webhook_id_for
 from chalicelib.settings import Settings

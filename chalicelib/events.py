@@ -13,11 +13,10 @@ import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from chalicelib.errors import RelayError
 from chalicelib.strict_json import reject_constant
 
 if TYPE_CHECKING:
@@ -48,10 +47,6 @@ class RelayEvent:
         """
         envelope = json.dumps(self.envelope(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return envelope.encode("utf-8")
-
-
-class EventTypeUnknownError(RelayError):
-    """An event type outside :data:`EVENT_TYPES` was asked for; the catalogue is closed."""
 
 
 EVENT_TYPES: Final = (
@@ -172,15 +167,6 @@ def event_from_chat_item(item: ChatItem) -> RelayEvent:
         data["receipt_type"] = receipt_type
         data["receipts"] = _receipts(item.message_metadata)
     return RelayEvent(type=event_type, timestamp=item.absolute_time, data=data, webhook_id=webhook_id_for(item.item_id))
-
-
-@cache
-def load_schema(event_type: str) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of one event type's envelope, read once; callers must not mutate it."""
-    if event_type not in EVENT_TYPES:
-        raise EventTypeUnknownError(f"no event type {event_type!r}")
-    schema: dict[str, Any] = json.loads((SCHEMA_DIR / f"{event_type}.schema.json").read_text(encoding="utf-8"))
-    return schema
 
 
 def _classify(item: ChatItem) -> tuple[str, str | None]:

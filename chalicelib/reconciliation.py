@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, Final, NoReturn
 
 from chalicelib.chat_items import ChatItem, ChatItemInvalidError, parse_sns_record
-from chalicelib.contact_events import MAX_CONTACT_ID
+from chalicelib.contact_event_reader import MAX_CONTACT_ID
 from chalicelib.errors import RelayError
 from chalicelib.events import RelayEvent, event_from_chat_item, webhook_id_for
 from chalicelib.strict_json import STRICT_JSON

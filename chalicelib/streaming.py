@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from chalicelib.contact_events import MAX_CONTACT_ID
+from chalicelib.contact_event_reader import MAX_CONTACT_ID
 from chalicelib.errors import (
     ConnectContactNotFoundError,
     FieldProblem,

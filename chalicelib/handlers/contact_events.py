@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice.app import Blueprint, CloudWatchEvent
 
-from chalicelib.contact_events import SkipReason, decide
+from chalicelib.contact_event_reader import SkipReason, decide
 from chalicelib.dependencies import quarantine, streaming_starter
 from chalicelib.errors import (
     ConnectContactNotFoundError,

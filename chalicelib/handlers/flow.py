@@ -13,7 +13,7 @@ from typing import Any
 from chalice.app import Blueprint
 
 from chalicelib.budget import Budget, BudgetExhaustedError, run_within
-from chalicelib.contact_events import instance_id_from_arn
+from chalicelib.contact_event_reader import instance_id_from_arn
 from chalicelib.dependencies import flow_streaming_starter
 from chalicelib.errors import ConnectError, SettingsError, StreamingStartInProgressError, StreamingStoppedError
 from chalicelib.observability import contact_keys, count, count_streaming_start, logger, observed

@@ -28,7 +28,7 @@ from chalicelib.adapters.client_tokens import (
 )
 from chalicelib.contacts import ContactStart, chat_start, webrtc_start
 from chalicelib.errors import RequestValidationError, SettingsError, StorageError
-from chalicelib.events import RelayEvent, load_schema
+from chalicelib.events import RelayEvent
 from chalicelib.handlers import contacts_api
 from chalicelib.settings import get_settings, load_settings
 from chalicelib.streaming import STREAMING_AT_START, STREAMING_AT_START_ATTRIBUTE
@@ -42,6 +42,7 @@ from tests.conftest import (
     load_event,
 )
 from tests.functional.test_openapi import CheckedHTTP, contract
+from tests.schemas import load_schema
 
 SUPPORT_FLOW = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
 SALES_FLOW = "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff"

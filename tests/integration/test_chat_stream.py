@@ -17,10 +17,10 @@ from standardwebhooks import Webhook
 
 from app import app
 from chalicelib import clients
-from chalicelib.events import load_schema
 from chalicelib.handlers.chat_stream import on_chat_message
 from scripts.receivers import Answer, Receiver
 from tests.conftest import EVENTS, PROJECT, QUARANTINE_BUCKET, LambdaContext, emitted_metrics, load_event
+from tests.schemas import load_schema
 
 pytestmark = pytest.mark.integration
 

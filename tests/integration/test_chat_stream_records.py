@@ -23,12 +23,13 @@ from standardwebhooks import Webhook
 
 from chalicelib import clients
 from chalicelib.destinations import UNKNOWN_INSTANCE, UNKNOWN_VISIBILITY
-from chalicelib.events import event_from_chat_item, load_schema
+from chalicelib.events import event_from_chat_item
 from chalicelib.handlers import chat_stream
 from chalicelib.handlers.chat_stream import on_chat_message
 from chalicelib.relay import Relay
 from scripts.receivers import Receiver
 from tests.conftest import QUARANTINE_BUCKET, emitted_metrics, load_event
+from tests.schemas import load_schema
 
 pytestmark = pytest.mark.integration
 

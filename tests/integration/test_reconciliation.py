@@ -21,9 +21,10 @@ from standardwebhooks import Webhook
 
 from app import app
 from chalicelib import clients, dependencies
-from chalicelib.events import load_schema, webhook_id_for
+from chalicelib.events import webhook_id_for
 from scripts.receivers import Receiver
 from tests.conftest import PROJECT, QUARANTINE_BUCKET, TRANSCRIPT_QUEUE, load_event
+from tests.schemas import load_schema
 
 pytestmark = pytest.mark.integration
 

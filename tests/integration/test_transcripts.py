@@ -20,10 +20,10 @@ from standardwebhooks import Webhook
 from app import app
 from chalicelib import clients, dependencies
 from chalicelib.errors import SettingsError
-from chalicelib.events import load_schema
 from chalicelib.handlers import transcripts as transcripts_handler
 from scripts.receivers import Receiver
 from tests.conftest import PROJECT, QUARANTINE_BUCKET, TRANSCRIPT_QUEUE, load_event
+from tests.schemas import load_schema
 
 pytestmark = pytest.mark.integration
 

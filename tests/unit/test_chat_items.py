@@ -227,7 +227,6 @@ def test_valid_fixture_parses_to_its_body(path: Path) -> None:
 
     item = parse_sns_record(sns)
 
-    assert item.sns_message_id == sns["MessageId"]
     assert item.item_id == body["Id"]
     assert item.type == body["Type"]
     assert item.absolute_time == body["AbsoluteTime"]
@@ -248,7 +247,6 @@ def test_aws_customer_message_sample() -> None:
     item = parse_sns_record(customer_message())
 
     assert item == ChatItem(
-        sns_message_id="ccccccccc-cccc-cccc-cccc-ccccccccccccc",
         item_id="333333333-be0d-4a44-889d-d2a86fc06f0c",
         type="MESSAGE",
         content_type="text/plain",
@@ -258,7 +256,6 @@ def test_aws_customer_message_sample() -> None:
         contact_id="33333333-abc5-46db-9ad5-d772559ab556",
         related_contact_id=None,
         instance_id="dddddddd-b64e-40c5-921b-109fd92499ae",
-        account_id="999999999999",
         participant_id="bbbbbbbb-c562-4d95-b76c-dcbca8b4b5f7",
         participant_role="CUSTOMER",
         display_name="Jane",
@@ -293,7 +290,7 @@ def test_record_without_message_attributes_uses_the_body() -> None:
 
     item = parse_sns_record(sns)
 
-    assert (item.instance_id, item.account_id, item.visibility) == (None, None, None)
+    assert (item.instance_id, item.visibility) == (None, None)
     assert item.participant_role == "CUSTOMER"
 
 
@@ -432,15 +429,15 @@ def test_unreadable_body_visibility_is_refused_not_widened(value: Any) -> None:
 
 
 @pytest.mark.parametrize("message_id", [None, 42, {"id": "x"}, "\udfff"], ids=repr)
-def test_sns_message_id_defaults_to_unknown(message_id: Any) -> None:
-    """Given a missing or non-string SNS MessageId, then the item still parses, marked unknown."""
+def test_an_odd_sns_message_id_does_not_matter(message_id: Any) -> None:
+    """Given a missing or non-string SNS MessageId, then the item still parses, as it would with a good one."""
     sns = customer_message()
     if message_id is None:
         del sns["MessageId"]
     else:
         sns["MessageId"] = message_id
 
-    assert parse_sns_record(sns).sns_message_id == "unknown"
+    assert parse_sns_record(sns) == parse_sns_record(customer_message())
 
 
 def test_unknown_type_and_content_type_are_data() -> None:
@@ -641,7 +638,6 @@ def test_any_well_formed_record_parses_to_its_body(body: dict[str, Any], message
     """Given any well-formed body without attributes, then every field is kept exactly."""
     item = parse_sns_record({"MessageId": message_id, "Message": json.dumps(body)})
 
-    assert item.sns_message_id == message_id
     assert (item.item_id, item.type, item.absolute_time) == (body["Id"], body["Type"], body["AbsoluteTime"])
     assert (item.initial_contact_id, item.contact_id) == (body["InitialContactId"], body["ContactId"])
     assert (item.content_type, item.content) == (body.get("ContentType"), body.get("Content"))

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.chat_items import ChatItem
-from chalicelib.events import event_from_chat_item, load_schema, webhook_id_for
+from chalicelib.events import event_from_chat_item, webhook_id_for
 from chalicelib.reconciliation import (
     TRANSCRIPT_RECONCILED,
     ConnectTranscript,
@@ -24,6 +24,7 @@ from chalicelib.reconciliation import (
     reconciled_event,
     recovered_event,
 )
+from tests.schemas import load_schema
 
 FIXTURES = Path(__file__).parents[1] / "events" / "transcripts"
 SESSION = "5e1a8e2d-7f0b-4a3e-9c61-0a1f2b3c4d5e"

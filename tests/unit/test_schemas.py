@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from jsonschema import Draft202012Validator, FormatChecker
 
 from chalicelib.chat_items import ChatItemInvalidError, parse_sns_record
-from chalicelib.events import EVENT_TYPES, SCHEMA_DIR, event_from_chat_item, load_schema
+from chalicelib.events import EVENT_TYPES, SCHEMA_DIR, event_from_chat_item
+from tests.schemas import load_schema
 from tests.unit.test_chat_items import sns_records
 
 FIXTURES = Path(__file__).parents[1] / "events" / "chat"

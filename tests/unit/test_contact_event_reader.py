@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.contact_events import SkipReason, decide, instance_id_from_arn, read_contact_event
+from chalicelib.contact_event_reader import SkipReason, decide, instance_id_from_arn, read_contact_event
 from tests.conftest import INSTANCE_ID, load_event
 
 ALLOWED = frozenset({INSTANCE_ID})
@@ -37,7 +37,7 @@ def test_decision_over_recorded_events(fixture: str, skip: SkipReason | None) ->
     # Given a recorded contact event, When the relay decides, Then it starts or skips for the right reason.
     decision = decide(load_event(fixture), allowed_instance_ids=ALLOWED)
     assert decision.skip == skip
-    assert decision.start is (skip is None)
+    assert (decision.event is not None and decision.skip is None) is (skip is None)
 
 
 def test_first_segment_streams_on_its_own_contact_id() -> None:
@@ -107,4 +107,4 @@ json_values = st.recursive(
 @given(detail=st.dictionaries(st.sampled_from(["eventType", "channel", "contactId", "instanceArn", "x"]), json_values))
 def test_any_detail_gives_a_decision_never_an_exception(detail: dict[str, Any]) -> None:
     decision = decide({"source": "aws.connect", "detail": detail, "resources": []}, allowed_instance_ids=ALLOWED)
-    assert decision.start is False or decision.event is not None
+    assert decision.skip is not None or decision.event is not None

@@ -55,11 +55,6 @@ class StreamingDecision:
     skip: SkipReason | None = None
     detail: str = ""
 
-    @property
-    def start(self) -> bool:
-        """True when streaming should be started."""
-        return self.skip is None
-
 
 def _pick(detail: Mapping[str, Any], *names: str) -> str:
     for name in names:
