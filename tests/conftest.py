@@ -34,6 +34,16 @@ TRANSCRIPT_QUEUE = "connect-chat-relay-dev-transcripts"
 RETRY_QUEUE = "connect-chat-relay-dev-retries"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Unit and functional tests run with sockets blocked (pytest-socket), unless marked ``loopback``; the others
+    may connect to 127.0.0.1 only (``--allow-hosts`` in pyproject.toml)."""
+    blocked = (PROJECT / "tests" / "unit", PROJECT / "tests" / "functional")
+    for item in items:
+        inside = item.path.is_relative_to(blocked[0]) or item.path.is_relative_to(blocked[1])
+        if inside and item.get_closest_marker("loopback") is None:
+            item.add_marker(pytest.mark.disable_socket)
+
+
 def load_event(relative: str) -> Any:
     """A recorded payload from tests/events/."""
     return json.loads((EVENTS / relative).read_text())

@@ -18,12 +18,16 @@ from jsonschema import Draft202012Validator
 
 from app import app
 from chalicelib import clients, dependencies
-from chalicelib.events import RelayEvent, load_schema
+from chalicelib.events import RelayEvent
 from chalicelib.handlers import chat_stream
 from chalicelib.two_way_chats import MAX_ATTACHMENT_BYTES, MAX_MESSAGE_BYTES
 from scripts.emulated_connect import EmulatedConnect, chat_item
 from tests.conftest import ACCOUNT, INSTANCE_ID, PROJECT, QUARANTINE_BUCKET, STREAMS_TABLE, load_event
 from tests.functional.test_openapi import CheckedHTTP
+from tests.schemas import load_schema
+
+# The emulated Connect and Participant Service listen on 127.0.0.1.
+pytestmark = pytest.mark.loopback
 
 KEY_ALIAS = "alias/connect-chat-relay-dev-participant-tokens"
 ALICE = f"arn:aws:iam::{ACCOUNT}:role/alice-channel"

@@ -32,6 +32,9 @@ from scripts.emulated_connect import EmulatedConnect
 from tests.conftest import INSTANCE_ARN, INSTANCE_ID, PROJECT, STREAMS_TABLE, TOPIC_ARN, free_port, load_event
 from tests.functional.test_openapi import CheckedHTTP
 
+# The emulated Connect and Participant Service listen on 127.0.0.1.
+pytestmark = pytest.mark.loopback
+
 JSON = {"Content-Type": "application/json"}
 
 
