@@ -66,12 +66,12 @@ class DeliveryResult:
     webhook_id: str
     event_type: str
     ok: bool
-    status: int | None
-    error: str | None
-    latency_ms: float
-    retryable: bool
-    retry_after_seconds: int | None
-    disable_endpoint: bool
+    status: int | None = None
+    error: str | None = None
+    latency_ms: float = 0.0
+    retryable: bool = False
+    retry_after_seconds: int | None = None
+    disable_endpoint: bool = False
     held: Held | None = None
     excerpt: str | None = None  # the start of a failed answer's body
     already_delivered: bool = False
@@ -86,12 +86,9 @@ class DeliveryResult:
             webhook_id=event.webhook_id,
             event_type=event.type,
             ok=False,
-            status=None,
             error=error,
             latency_ms=latency_ms,
             retryable=retryable,
-            retry_after_seconds=None,
-            disable_endpoint=False,
         )
 
     @classmethod
@@ -102,12 +99,6 @@ class DeliveryResult:
             webhook_id=event.webhook_id,
             event_type=event.type,
             ok=True,
-            status=None,
-            error=None,
-            latency_ms=0.0,
-            retryable=False,
-            retry_after_seconds=None,
-            disable_endpoint=False,
             already_delivered=True,
         )
 
@@ -119,12 +110,7 @@ class DeliveryResult:
             webhook_id=event.webhook_id,
             event_type=event.type,
             ok=True,
-            status=None,
-            error=None,
             latency_ms=latency_ms,
-            retryable=False,
-            retry_after_seconds=None,
-            disable_endpoint=False,
         )
 
 
