@@ -12,7 +12,7 @@ import io
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,12 +152,6 @@ def chat_item(number: int) -> dict[str, Any]:
     sns["Message"] = json.dumps(item)
     sns["MessageId"] = f"sns-{number:04d}"
     return record  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as started:
-        yield started
 
 
 @pytest.fixture

@@ -113,13 +113,6 @@ def delivered(receiver: Receiver) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
 def client(aws: None, receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     path = tmp_path / "destinations.json"
     hook = {

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,6 @@ OLD_FORMAT = {
     "kept_at": 1764000000,
     "event": {"type": "chat.ended", "timestamp": "2026-11-22T10:00:00.000Z", "version": 1, "data": {"x": 1}},
 }
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as started:
-        yield started
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +39,6 @@ pytestmark = pytest.mark.integration
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 MESSAGE = "chat/sns-record-customer-message.json"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as started:
-        yield started
 
 
 @pytest.fixture

@@ -54,13 +54,6 @@ def chat_ended(at: str) -> Any:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
 def client(aws: None, receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     path = tmp_path / "destinations.json"
     path.write_text(
