@@ -5,6 +5,11 @@ One source for both: a field's Python type and its :class:`Rule` (``Annotated[st
 at once, each with its field path, in the relay's own words: never the value it refused (it may be a secret or a
 URL).
 
+A field may be a ``str``, ``int``, ``bool``, a ``Literal`` of strings, a ``tuple[X, ...]`` (a JSON list), a
+``dict[K, V]`` (a JSON object of any keys; a bad key or value is named ``field.key``) or another such dataclass (a
+JSON object of fixed keys, whose unknown keys are listed at its own path); an ``Annotated`` rule may sit at any
+level, so a dict's keys and values carry their own.
+
 Why not msgspec or pydantic v2 (measured, see README "Validation"): both are compiled extensions, and Chalice builds
 the Lambda package with the wheels of the Python that runs it (cp311 here) while every function runs python3.14, so
 either would fail to import in Lambda; msgspec also stops at the first problem and echoes enum values; pydantic adds
@@ -27,7 +32,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Rule:
-    """A field's limits and its description; ``problem`` replaces the generic text of any problem with it."""
+    """A value's limits and its description; ``problem`` replaces the generic text of any problem with it.
+
+    ``non_blank``: a string must hold more than whitespace. ``contains``: a list must hold this entry.
+    """
 
     min_length: int | None = None
     max_length: int | None = None
@@ -36,6 +44,8 @@ class Rule:
     pattern: str | None = None
     format: str | None = None
     unique: bool = False
+    non_blank: bool = False
+    contains: str | None = None
     description: str | None = None
     problem: str | None = None
     name: str | None = None
@@ -48,6 +58,7 @@ _TYPE_PROBLEMS: dict[type, str] = {
     int: "must be a whole number",
     bool: "must be true or false",
 }
+_NOT_UNICODE = "must be valid Unicode text (a lone surrogate such as \\ud800 has no UTF-8 form)"
 
 
 @dataclass(frozen=True)
@@ -69,14 +80,19 @@ def _fields(cls: type) -> tuple[_Field, ...]:
     hints = get_type_hints(cls, include_extras=True)
     fields = []
     for field in dataclasses.fields(cls):
-        kind, rule = hints[field.name], _NO_RULE
-        if get_origin(kind) is Annotated:
-            kind, rule = get_args(kind)[0], next(a for a in get_args(kind) if isinstance(a, Rule))
+        kind, rule = _unwrap(hints[field.name], _NO_RULE)
         required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
         fields.append(_Field(field.name, rule.name or field.name, kind, rule, required, default))
     _FIELDS[cls] = tuple(fields)
     return _FIELDS[cls]
+
+
+def _unwrap(kind: Any, rule: Rule) -> tuple[Any, Rule]:
+    """``kind`` without its ``Annotated``, and the rule it carries (else ``rule``)."""
+    if get_origin(kind) is Annotated:
+        return get_args(kind)[0], next(a for a in get_args(kind) if isinstance(a, Rule))
+    return kind, rule
 
 
 def parse(cls: type[T], body: Mapping[str, Any]) -> T:
@@ -91,67 +107,132 @@ def read(cls: type[T], body: Mapping[str, Any]) -> tuple[T | None, list[FieldPro
     """``body`` as a ``cls`` and no problems, or None and every problem (unknown fields first), to list with others.
 
     A ``cls`` with rules across fields has a static ``cross_checks(valid)``: it gets the fields that passed their own
-    rules (JSON name to value; an absent field as its default) and returns the further problems, so they are listed
-    with the rest. A field's JSON name is its ``Rule.name``, else its Python name; a class's ``schema_extra`` is
-    added to its schema.
+    rules (JSON name to JSON value; an absent field as its default) and returns the further problems, so they are
+    listed with the rest (a nested type's are named under its path). A field's JSON name is its ``Rule.name``, else
+    its Python name; a class's ``schema_extra`` is added to its schema.
     """
+    value, problems = _object(cls, body, "")
+    return (value, []) if not problems else (None, problems)
+
+
+def _object(cls: type[T], body: Mapping[str, Any], path: str) -> tuple[T, list[FieldProblem]]:
     fields = _fields(cls)
-    known = {field.key for field in fields}
-    problems = [FieldProblem(name, "unknown field") for name in sorted(set(body) - known)]
+    keys = [field.key for field in fields]
+    unknown = sorted(set(body) - set(keys))
+    if not path:
+        problems = [FieldProblem(name, "unknown field") for name in unknown]
+    else:
+        expected = ", ".join(keys[:-1]) + " and " + keys[-1] if len(keys) > 1 else keys[0]
+        problems = [FieldProblem(path, f"unknown keys {', '.join(unknown)} (expected {expected})")] * bool(unknown)
     values: dict[str, Any] = {}
+    valid: dict[str, Any] = {}
     for field in fields:
+        where = f"{path}.{field.key}" if path else field.key
         if field.key not in body:
             if field.required:
-                problems.append(FieldProblem(field.key, field.rule.problem or "required"))
-            values[field.key] = field.default
+                problems.append(FieldProblem(where, field.rule.problem or "required"))
+            else:
+                values[field.name] = valid[field.key] = field.default
             continue
-        problem = _problem(body[field.key], field.kind, field.rule)
-        if problem is not None:
-            problems.append(FieldProblem(field.key, field.rule.problem or problem))
-        values[field.key] = body[field.key]
-    failed = {problem.field for problem in problems}
+        value, found = _value(body[field.key], field.kind, field.rule, where)
+        if found:
+            problems += found
+        else:
+            values[field.name], valid[field.key] = value, body[field.key]
     checks = getattr(cls, "cross_checks", None)
     if checks is not None:
-        problems += checks({key: value for key, value in values.items() if key not in failed})
-    if problems:
-        return None, problems
-    return cls(
-        **{f.name: tuple(values[f.key]) if isinstance(values[f.key], list) else values[f.key] for f in fields}
-    ), []
+        found = checks(valid)
+        problems += [FieldProblem(f"{path}.{p.field}", p.problem) for p in found] if path else found
+    return (cls(**values) if not problems else None), problems  # type: ignore[return-value]
+
+
+def _value(value: Any, kind: Any, rule: Rule, where: str) -> tuple[Any, list[FieldProblem]]:
+    """``value`` read as a ``kind`` under ``rule``, or every problem with it (``rule.problem`` replaces those at
+    ``where`` itself, not those of its entries)."""
+    kind, rule = _unwrap(kind, rule)
+    if get_origin(kind) in (Union, types.UnionType):
+        if value is None and type(None) in get_args(kind):
+            return None, []
+        (kind,) = (arg for arg in get_args(kind) if arg is not type(None))
+        kind, rule = _unwrap(kind, rule)
+    value, problems = _read_value(value, kind, rule, where)
+    if rule.problem is not None:
+        problems = [FieldProblem(p.field, rule.problem) if p.field == where else p for p in problems]
+    return value, problems
+
+
+def _read_value(value: Any, kind: Any, rule: Rule, where: str) -> tuple[Any, list[FieldProblem]]:
+    origin, args = get_origin(kind), get_args(kind)
+    if dataclasses.is_dataclass(kind) or origin is dict:
+        if not isinstance(value, dict):
+            return None, [FieldProblem(where, "must be a JSON object")]
+        if origin is dict:
+            return _mapping(value, args, where)
+        return _object(kind, value, where)
+    if origin is tuple:
+        return _list(value, args[0], rule, where)
+    problem = _problem(value, kind, rule)
+    return value, [FieldProblem(where, problem)] if problem is not None else []
+
+
+def _mapping(value: dict[Any, Any], args: tuple[Any, Any], where: str) -> tuple[Any, list[FieldProblem]]:
+    mapped, problems = {}, []
+    for key, item in value.items():
+        _, key_problems = _value(key, args[0], _NO_RULE, f"{where}.{key}")
+        read_item, item_problems = _value(item, args[1], _NO_RULE, f"{where}.{key}")
+        problems += key_problems + item_problems
+        mapped[key] = read_item
+    return mapped, problems
+
+
+def _list(value: Any, entry: Any, rule: Rule, where: str) -> tuple[Any, list[FieldProblem]]:
+    if not isinstance(value, list):
+        return None, [FieldProblem(where, "must be a list")]
+    if rule.min_length is not None and len(value) < rule.min_length:
+        return None, [FieldProblem(where, f"must have at least {rule.min_length} entries")]
+    if rule.unique and len({repr(item) for item in value}) != len(value):
+        return None, [FieldProblem(where, "must not repeat an entry")]
+    entry, entry_rule = _unwrap(entry, _NO_RULE)
+    problem = next((p for p in (_problem(item, entry, entry_rule) for item in value) if p is not None), None)
+    if problem is None and rule.contains is not None and rule.contains not in value:
+        problem = f"must include {rule.contains}"
+    return tuple(value), [FieldProblem(where, problem)] if problem is not None else []
 
 
 def _problem(value: Any, kind: Any, rule: Rule) -> str | None:
-    """What is wrong with ``value`` as a ``kind`` under ``rule``, or None."""
-    origin, args = get_origin(kind), get_args(kind)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
+    """What is wrong with ``value`` as a scalar ``kind`` under ``rule``, or None."""
+    if get_origin(kind) is Literal:
+        allowed = get_args(kind)
+        if isinstance(value, str) and value in allowed:
             return None
-        (kind,) = (arg for arg in args if arg is not type(None))
-        return _problem(value, kind, rule)
-    if origin is Literal:
-        return None if isinstance(value, str) and value in args else "must be one of " + ", ".join(args)
-    if origin is tuple:
-        if not isinstance(value, list):
-            return "must be a list"
-        if rule.min_length is not None and len(value) < rule.min_length:
-            return f"must have at least {rule.min_length} entries"
-        if rule.unique and len({repr(entry) for entry in value}) != len(value):
-            return "must not repeat an entry"
-        return next((p for p in (_problem(entry, args[0], _NO_RULE) for entry in value) if p is not None), None)
+        return f"must be {allowed[0]}" if len(allowed) == 1 else "must be one of " + ", ".join(allowed)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         return _TYPE_PROBLEMS[kind]
     if isinstance(value, str):
         low, high = rule.min_length or 0, rule.max_length
         if len(value) < low or (high is not None and len(value) > high):
             return f"must be {low} to {high} characters" if high is not None else f"must be at least {low} characters"
+        if rule.non_blank and not value.strip():
+            return "must not be blank"
         # JSON Schema's (ECMA's) final $ ends the text; Python's also matches before a final newline.
         if rule.pattern is not None and re.search(re.sub(r"(?<!\\)\$\Z", r"\\Z", rule.pattern), value) is None:
             return "is not in the expected form"
+        if not _is_unicode_text(value):
+            return _NOT_UNICODE
     if isinstance(value, int) and (
         (rule.minimum is not None and value < rule.minimum) or (rule.maximum is not None and value > rule.maximum)
     ):
         return f"must be from {rule.minimum} to {rule.maximum}"
     return None
+
+
+def _is_unicode_text(value: str) -> bool:
+    """False when ``value`` holds a lone surrogate (a valid JSON escape, but no event body could carry it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def json_schema(cls: type) -> dict[str, Any]:
@@ -161,37 +242,52 @@ def json_schema(cls: type) -> dict[str, Any]:
     required = [field.key for field in fields if field.required]
     if required:
         schema["required"] = required
-    schema["properties"] = {field.key: _schema(field) for field in fields}
+    schema["properties"] = {field.key: _field_schema(field) for field in fields}
     schema["additionalProperties"] = False
     schema.update(getattr(cls, "schema_extra", {}))
     return schema
 
 
-def _schema(field: _Field) -> dict[str, Any]:
-    kind, rule = field.kind, field.rule
+def _field_schema(field: _Field) -> dict[str, Any]:
+    schema = _schema(field.kind, field.rule)
+    if not field.required and field.default is not None:
+        schema["default"] = list(field.default) if isinstance(field.default, tuple) else field.default
+    if "description" in schema:
+        schema["description"] = schema.pop("description")
+    return schema
+
+
+def _schema(kind: Any, rule: Rule) -> dict[str, Any]:
+    kind, rule = _unwrap(kind, rule)
     if get_origin(kind) in (Union, types.UnionType):
         (kind,) = (arg for arg in get_args(kind) if arg is not type(None))
+        kind, rule = _unwrap(kind, rule)
     schema = _type_schema(kind)
     limits: dict[str, Any] = {
         ("minItems" if schema.get("type") == "array" else "minLength"): rule.min_length,
         "maxLength": rule.max_length,
         "minimum": rule.minimum,
         "maximum": rule.maximum,
-        "pattern": rule.pattern,
+        "pattern": rule.pattern or (r"\S" if rule.non_blank else None),
         "format": rule.format,
         "uniqueItems": rule.unique or None,
+        "contains": {"const": rule.contains} if rule.contains is not None else None,
     }
     schema.update({key: value for key, value in limits.items() if value is not None})
-    if not field.required and field.default is not None:
-        schema["default"] = list(field.default) if isinstance(field.default, tuple) else field.default
     if rule.description is not None:
         schema["description"] = rule.description
     return schema
 
 
 def _type_schema(kind: Any) -> dict[str, Any]:
-    if get_origin(kind) is Literal:
-        return {"enum": list(get_args(kind))}
-    if get_origin(kind) is tuple:
-        return {"type": "array", "items": _type_schema(get_args(kind)[0])}
+    origin, args = get_origin(kind), get_args(kind)
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin is tuple:
+        return {"type": "array", "items": _schema(args[0], _NO_RULE)}
+    if origin is dict:
+        names = {key: value for key, value in _schema(args[0], _NO_RULE).items() if key != "type"}
+        return {"type": "object", "propertyNames": names, "additionalProperties": _schema(args[1], _NO_RULE)}
+    if dataclasses.is_dataclass(kind):
+        return json_schema(kind)  # type: ignore[arg-type]
     return {"type": _JSON_TYPES[kind]}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.archive_replay import ReplayBody
+from chalicelib.contacts import ChatContactRequest, WebRTCContactRequest
 from chalicelib.events import EVENT_TYPES, SCHEMA_DIR
 from chalicelib.handlers.docs import OPENAPI_FILE
 from chalicelib.handlers.redrive_api import RedriveRequest
@@ -26,6 +27,8 @@ from chalicelib.validation import json_schema
 BASE_FILE = Path(__file__).parent / "openapi_base.json"
 # Request bodies whose schemas their types write (chalicelib.validation), by their name in components.schemas.
 REQUEST_TYPES: dict[str, type] = {
+    "WebRTCContactRequest": WebRTCContactRequest,
+    "ChatContactRequest": ChatContactRequest,
     "ChatMessageRequest": OutgoingMessage,
     "ChatEventRequest": ChatEventRequest,
     "RedriveRequest": RedriveRequest,

@@ -128,3 +128,70 @@ def test_read_returns_the_problems_for_the_caller_to_list_with_its_own() -> None
         None,
         [FieldProblem("name", "required"), FieldProblem("count", "must be from 1 to 10")],
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inner:
+    kind: Literal["on"]
+    text: Annotated[str, Rule(min_length=1, max_length=4, non_blank=True)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outer:
+    inner: Inner | None = None
+    tags: Annotated[dict[Annotated[str, Rule(pattern="^[a-z]+$", problem="lower-case keys")], int] | None, Rule()] = (
+        None
+    )
+    modes: Annotated[tuple[Literal["a", "b"], ...] | None, Rule(contains="a")] = None
+
+
+def outer_problems(body: dict[str, Any]) -> list[tuple[str, str]]:
+    with pytest.raises(RequestValidationError) as caught:
+        parse(Outer, body)
+    return [(problem.field, problem.problem) for problem in caught.value.problems]
+
+
+def test_nested_objects_and_maps_name_each_problem_by_its_path() -> None:
+    # Given a nested object and a map, each wrong at several depths
+    body = {"inner": {"kind": "off", "text": "  ", "extra": 1}, "tags": {"ok": "1", "Bad": 2}, "modes": ["b"]}
+    # Then an object's unknown keys are listed at its path, a map's bad key or value at the key's
+    assert outer_problems(body) == [
+        ("inner", "unknown keys extra (expected kind and text)"),
+        ("inner.kind", "must be on"),
+        ("inner.text", "must not be blank"),
+        ("tags.ok", "must be a whole number"),
+        ("tags.Bad", "lower-case keys"),
+        ("modes", "must include a"),
+    ]
+    assert outer_problems({"inner": [], "tags": "x", "modes": "a"}) == [
+        ("inner", "must be a JSON object"),
+        ("tags", "must be a JSON object"),
+        ("modes", "must be a list"),
+    ]
+
+
+def test_a_valid_nested_body_becomes_its_types_and_a_lone_surrogate_is_refused() -> None:
+    assert parse(Outer, {"inner": {"kind": "on", "text": "hi"}, "tags": {"a": 1}, "modes": ["b", "a"]}) == Outer(
+        inner=Inner(kind="on", text="hi"), tags={"a": 1}, modes=("b", "a")
+    )
+    assert outer_problems({"inner": {"kind": "on", "text": "\ud800"}}) == [
+        ("inner.text", "must be valid Unicode text (a lone surrogate such as \\ud800 has no UTF-8 form)")
+    ]
+
+
+def test_nested_types_write_their_schema() -> None:
+    schema = json_schema(Outer)
+    Draft202012Validator.check_schema(schema)
+    assert schema["properties"]["inner"]["properties"]["text"] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4,
+        "pattern": "\\S",
+    }
+    assert schema["properties"]["tags"] == {
+        "type": "object",
+        "propertyNames": {"pattern": "^[a-z]+$"},
+        "additionalProperties": {"type": "integer"},
+    }
+    assert schema["properties"]["modes"]["contains"] == {"const": "a"}
+    Draft202012Validator(schema).validate({"inner": {"kind": "on", "text": "hi"}, "tags": {"a": 1}, "modes": ["a"]})
