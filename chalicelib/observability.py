@@ -23,8 +23,9 @@ NAMESPACE = "ConnectChatRelay"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-# Values recorded during an invocation, handed to Powertools at its end: Powertools' add_metric costs several
-# microseconds a call (it formats the metric for a debug line), too much for the delivery path.
+# Values recorded during an invocation, handed to Powertools at its end. Powertools 3.37's add_metric formats the
+# metric's whole value list into a debug line on every call, so its cost grows with the invocation: measured on this
+# 2-core machine (under load), 50 calls to one metric cost 78 us a call against 1.1 us for this list's append.
 _pending: list[tuple[str, MetricUnit, float]] = []
 
 
@@ -85,7 +86,9 @@ def observed(handler: Callable[P, R]) -> Callable[P, R]:
     """Fresh log keys for each invocation, and its metrics published however it ends.
 
     On the handler itself rather than in Chalice middleware: Lambda loads an event handler from its blueprint's
-    module, without ``app.py``, so the app's middleware never runs for it once deployed.
+    module, without ``app.py``, so the app's middleware never runs for it once deployed. Not Powertools'
+    ``inject_lambda_context(clear_state=True)`` and ``log_metrics``: both wrap ``handler(event, context)``, and
+    Chalice calls an event handler with its event object alone (the context is ``event.context``).
     """
 
     @functools.wraps(handler)

@@ -8,30 +8,13 @@ from chalice.app import Blueprint, SNSEvent
 
 from chalicelib.chat_items import ChatItemInvalidError, parse_sns_record
 from chalicelib.deadlines import deadline_of
-from chalicelib.dependencies import attachment_links, quarantine, relay, transcript_service
+from chalicelib.dependencies import attachment_links, relay, transcript_service
 from chalicelib.events import event_from_chat_item
-from chalicelib.observability import contact_keys, count, logger, observed
+from chalicelib.handlers.unreadable import keep_unreadable
+from chalicelib.observability import contact_keys, logger, observed
 from chalicelib.settings import deploy_time
 
 chat_stream = Blueprint(__name__)
-
-
-class StreamRecordEvent(SNSEvent):
-    """Chalice's SNSEvent without its KeyError on a record that lacks ``Subject`` or ``MessageAttributes``.
-
-    Such a record must reach the handler, to be read with fallbacks or quarantined, not crash the invocation.
-    """
-
-    def _extract_attributes(self, event_dict: dict[str, Any]) -> None:
-        sns = _sns_record(event_dict)
-        self.message = sns.get("Message")  # type: ignore[assignment]
-        self.subject = sns.get("Subject")  # type: ignore[assignment]
-        self.message_attributes = sns.get("MessageAttributes") or {}
-
-
-def _sns_record(event_dict: dict[str, Any]) -> dict[str, Any]:
-    records = event_dict.get("Records")
-    return _sns_of(records[0] if isinstance(records, list) and records else None) or {}
 
 
 @chat_stream.on_sns_message(
@@ -44,11 +27,7 @@ def on_chat_message(event: SNSEvent) -> None:
     One record's failure never stops the others: a record whose event cannot be built is kept; any other failure
     (an AWS call) is raised once every record has had its turn, so Lambda retries the whole event (at least once).
     """
-    event_dict = event.to_dict()
-    records = event_dict.get("Records")
-    if not isinstance(records, list) or not records:
-        _keep_invalid(event_dict, None, "the event has no Records")
-        return
+    records = event.to_dict()["Records"]
     failures: list[Exception] = []
     deadline = deadline_of(event.context)
     for record in records:
@@ -106,14 +85,5 @@ def _relay_record(record: object, deadline: float | None) -> None:
 
 def _keep_invalid(record: object, message_id: object, reason: str) -> None:
     """Keep what came, as it came, with the reason (under its SNS MessageId when it has a usable one)."""
-    sns_message_id = message_id if isinstance(message_id, str) else None
-    # If this write fails the record counts as failed, and Lambda's retries and on-failure destination keep it.
-    key = quarantine().keep_invalid(source="chat-stream", record_id=sns_message_id, reason=reason, record=record)
-    logger.warning(
-        "invalid chat item quarantined", extra={"sns_message_id": sns_message_id, "reason": reason, "key": key}
-    )
-    count("InvalidChatItem")
-
-
-# The handler Lambda calls builds its event with this class; set here, so it holds when Lambda loads this module.
-on_chat_message.event_class = StreamRecordEvent
+    record_id = message_id if isinstance(message_id, str) else None
+    keep_unreadable("chat-stream", record_id=record_id, reason=reason, record=record, metric="InvalidChatItem")

@@ -22,17 +22,6 @@ from chalicelib.settings import DEFAULT_DETAIL_TYPE, deploy_time, get_settings
 contact_events = Blueprint(__name__)
 
 
-class ContactEventEnvelope(CloudWatchEvent):
-    """Chalice's CloudWatchEvent without its KeyError on an envelope that lacks a field: such an event must reach
-    the handler, to be kept as malformed, not crash the invocation."""
-
-    def _extract_attributes(self, event_dict: dict[str, Any]) -> None:
-        get = event_dict.get
-        self.version, self.account, self.region = get("version", ""), get("account", ""), get("region", "")
-        self.detail, self.detail_type, self.source = get("detail", {}), get("detail-type", ""), get("source", "")
-        self.time, self.event_id, self.resources = get("time", ""), str(get("id", "")), get("resources", [])
-
-
 _CHAT = [{"equals-ignore-case": "CHAT"}]
 # AWS documents both camelCase and PascalCase details; one rule matches either.
 EVENT_PATTERN: dict[str, Any] = {
@@ -108,7 +97,3 @@ def on_contact_event(event: CloudWatchEvent) -> None:
             extra={"streaming_id": outcome.streaming_id},
         )
         count_streaming_start(already_streaming=outcome.already_streaming)
-
-
-# The handler Lambda calls builds its event with this class; set here, so it holds when Lambda loads this module.
-on_contact_event.event_class = ContactEventEnvelope

@@ -8,9 +8,10 @@ from typing import Any, Final
 
 from chalice.app import Blueprint, CloudWatchEvent, Rate, SQSEvent
 
-from chalicelib.dependencies import quarantine, reconciliation_service, transcript_scan
+from chalicelib.dependencies import reconciliation_service, transcript_scan
 from chalicelib.errors import SettingsError
-from chalicelib.observability import count, logger, observed
+from chalicelib.handlers.unreadable import keep_unreadable, readable_requests
+from chalicelib.observability import logger, observed
 from chalicelib.reconciliation_service import PASSES, Pass
 from chalicelib.settings import TRANSCRIPT_LOCATION, deploy_time
 
@@ -44,11 +45,13 @@ def on_transcript_written(event: CloudWatchEvent) -> None:
     bucket = (detail.get("bucket") or {}).get("name")
     key = (detail.get("object") or {}).get("key")
     if not isinstance(bucket, str) or not isinstance(key, str):
-        kept = quarantine().keep_invalid(
-            source="reconciliation", record_id=event.event_id, reason="no bucket or key", record=event.to_dict()
+        keep_unreadable(
+            "reconciliation",
+            record_id=event.event_id,
+            reason="no bucket or key",
+            record=event.to_dict(),
+            metric="InvalidTranscriptNotice",
         )
-        logger.warning("object-created event without bucket or key kept", extra={"key": kept})
-        count("InvalidTranscriptNotice")
         return
     if service is None:
         logger.warning("reconciliation is not configured (RECONCILE_QUEUE_URL)")
@@ -77,18 +80,13 @@ def scan_transcripts(event: CloudWatchEvent) -> None:
 def reconcile_transcripts(event: SQSEvent) -> None:
     """Compare each requested transcript with the archive; a request that cannot be read is kept, not retried."""
     service = reconciliation_service()
-    for record in event:
-        request = _request(record.body)
-        if request is None:
-            kept = quarantine().keep_invalid(
-                source="reconciliation",
-                record_id=record.receipt_handle[:64],
-                reason="unreadable reconciliation request",
-                record=record.body,
-            )
-            logger.warning("unreadable reconciliation request kept", extra={"key": kept})
-            count("InvalidReconciliationRequest")
-            continue
+    for request in readable_requests(
+        event,
+        _request,
+        source="reconciliation",
+        reason="unreadable reconciliation request",
+        metric="InvalidReconciliationRequest",
+    ):
         if service is None:
             # Raising keeps the request on the queue (and then its dead-letter queue) rather than dropping it.
             raise SettingsError("reconciliation is not configured (RECONCILE_QUEUE_URL) but a request is queued")

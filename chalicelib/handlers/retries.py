@@ -14,8 +14,9 @@ from chalice.app import Blueprint, SQSEvent
 
 from chalicelib.archive_replay import ReplayTicket
 from chalicelib.deadlines import deadline_of
-from chalicelib.dependencies import archive_replays, quarantine, relay
-from chalicelib.observability import count, logger, observed
+from chalicelib.dependencies import archive_replays, relay
+from chalicelib.handlers.unreadable import keep_unreadable
+from chalicelib.observability import logger, observed
 from chalicelib.retries import RetryTicket, RetryTicketInvalidError
 from chalicelib.settings import retry_queue_name
 
@@ -41,11 +42,13 @@ def retry_deliveries(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
         try:
             work.append((message_id, RetryTicket.from_json(body)))
         except RetryTicketInvalidError as exc:
-            key = quarantine().keep_invalid(
-                source="retry-queue", record_id=message_id, reason=str(exc), record=record.get("body")
+            keep_unreadable(
+                "retry-queue",
+                record_id=message_id,
+                reason=str(exc),
+                record=record.get("body"),
+                metric="InvalidRetryTicket",
             )
-            logger.warning("invalid retry ticket quarantined", extra={"message_id": message_id, "key": key})
-            count("InvalidRetryTicket")
     delivered = relay().delivered_among([ticket for _, ticket in work if isinstance(ticket, RetryTicket)])
     failures: list[str] = []
     for index, (message_id, ticket) in enumerate(work):

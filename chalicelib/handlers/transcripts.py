@@ -7,9 +7,10 @@ from typing import Any
 
 from chalice.app import Blueprint, SQSEvent
 
-from chalicelib.dependencies import quarantine, transcript_service
+from chalicelib.dependencies import transcript_service
 from chalicelib.errors import SettingsError
-from chalicelib.observability import contact_keys, count, logger, observed
+from chalicelib.handlers.unreadable import readable_requests
+from chalicelib.observability import contact_keys, observed
 from chalicelib.settings import INSTANCE_ID, deploy_time
 
 transcripts = Blueprint(__name__)
@@ -25,19 +26,9 @@ REASONS = frozenset({"ended", "recheck"})
 def assemble_transcripts(event: SQSEvent) -> None:
     """Assemble each requested session's transcript; a request that cannot be read is kept, not retried."""
     service = transcript_service()
-    for record in event:
-        request = _request(record.body)
-        if request is None:
-            key = quarantine().keep_invalid(
-                source="transcripts",
-                record_id=record.receipt_handle[:64],
-                reason="unreadable request",
-                record=record.body,
-            )
-            logger.warning("unreadable transcript request kept", extra={"key": key})
-            count("InvalidTranscriptRequest")
-            continue
-        initial_contact_id, reason = request
+    for initial_contact_id, reason in readable_requests(
+        event, _request, source="transcripts", reason="unreadable request", metric="InvalidTranscriptRequest"
+    ):
         with contact_keys(initial_contact_id=initial_contact_id, contact_id=None):
             if service is None:
                 # Raising keeps the request on the queue (and then its dead-letter queue) rather than dropping it.

@@ -123,7 +123,7 @@ class TestContactEvents:
         "mutate",
         [
             lambda e: e["detail"].pop("contactId"),
-            lambda e: e["detail"].update(instanceArn="not-an-arn", contactId="c-1") or e.pop("resources"),
+            lambda e: e["detail"].update(instanceArn="not-an-arn", contactId="c-1") or e.update(resources=[]),
             lambda e: e.update(detail=["not", "an", "object"]),
         ],
     )

@@ -202,6 +202,27 @@ def test_secrets_never_reach_the_logs(client: Any, destinations: dict[str, str],
         assert key.removeprefix("whsec_") not in output
 
 
+# As SNS hands a record to Lambda: Subject and MessageAttributes are always there (null, {}).
+_ENVELOPE: dict[str, Any] = {"MessageId": "m-1", "Subject": None, "MessageAttributes": {}}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"Records": [{"EventSource": "aws:sns", "Sns": {**_ENVELOPE, "Message": None}}]},
+        {"Records": [{"EventSource": "aws:sns", "Sns": {**_ENVELOPE, "Message": "{}"}}]},
+        {"Records": [{"EventSource": "aws:sns", "Sns": {**_ENVELOPE, "Message": "{}"}}, {"EventSource": "aws:sns"}]},
+    ],
+)
+def test_records_missing_their_parts_are_quarantined_not_crashed_on(
+    client: Any, relay_output: Any, event: dict[str, Any]
+) -> None:
+    assert client.lambda_.invoke("on_chat_message", event).payload is None
+    records = len(event["Records"])
+    assert len(kept_objects("quarantine/invalid/")) == records
+    assert emitted_metrics(relay_output()) == {"InvalidChatItem": records}
+
+
 @pytest.mark.parametrize(
     "event",
     [
@@ -210,9 +231,9 @@ def test_secrets_never_reach_the_logs(client: Any, destinations: dict[str, str],
         {"Records": []},
     ],
 )
-def test_records_missing_their_parts_are_quarantined_not_crashed_on(
-    client: Any, relay_output: Any, event: dict[str, Any]
-) -> None:
-    assert client.lambda_.invoke("on_chat_message", event).payload is None
-    assert len(kept_objects("quarantine/invalid/")) == 1
-    assert emitted_metrics(relay_output()) == {"InvalidChatItem": 1}
+def test_an_envelope_sns_never_sends_fails_the_invocation(client: Any, event: dict[str, Any]) -> None:
+    # Chalice's SNSEvent reads the first record's Subject, Message and MessageAttributes before the handler runs:
+    # the invocation fails, and Lambda's retries and on-failure destination keep the event.
+    with pytest.raises((KeyError, IndexError)):
+        client.lambda_.invoke("on_chat_message", event)
+    assert kept_objects("quarantine/invalid/") == []

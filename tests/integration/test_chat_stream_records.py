@@ -114,7 +114,14 @@ def message(item_id: str, **body_changes: Any) -> dict[str, Any]:
 
 
 def unreadable(message_id: Any = ...) -> dict[str, Any]:
-    sns: dict[str, Any] = {"Type": "Notification", "Message": "not json", "Timestamp": "2024-03-20T09:36:56.236Z"}
+    # As SNS hands every record to Lambda: Subject and MessageAttributes are always there (null, {}).
+    sns: dict[str, Any] = {
+        "Type": "Notification",
+        "Subject": None,
+        "Message": "not json",
+        "Timestamp": "2024-03-20T09:36:56.236Z",
+        "MessageAttributes": {},
+    }
     if message_id is not ...:
         sns["MessageId"] = message_id
     return sns
@@ -233,11 +240,13 @@ def test_issue7_item5_a_failing_publish_stops_no_other_record_and_fails_the_invo
     assert [e["data"]["item_id"] for e in delivered(receivers["everyone"], keys["everyone"])] == ["lucky"]
 
 
-def test_an_event_without_records_is_kept_whole(keys: dict[str, str]) -> None:
-    on_chat_message({"Records": []}, LambdaContext())
+def test_an_event_without_records_fails_the_invocation(keys: dict[str, str]) -> None:
+    # SNS never sends one; if it came, Chalice's SNSEvent refuses it before the handler, the invocation fails and
+    # Lambda's retries and on-failure destination keep it (nothing is consumed silently).
+    with pytest.raises(IndexError):
+        on_chat_message({"Records": []}, LambdaContext())
 
-    (record,) = kept("quarantine/invalid/chat-stream/").values()
-    assert (record["record"], record["reason"]) == ({"Records": []}, "the event has no Records")
+    assert kept("quarantine/invalid/chat-stream/") == {}
 
 
 # --- Item 6: quarantine keys ---

@@ -71,7 +71,8 @@ def test_the_chat_stream_function_quarantines_a_partial_record_and_publishes_its
     output = run_cold(
         """
         from chalicelib.handlers.chat_stream import on_chat_message
-        on_chat_message({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": "m-1"}}]}, Context())
+        sns = {"MessageId": "m-1", "Subject": None, "Message": None, "MessageAttributes": {}}
+        on_chat_message({"Records": [{"EventSource": "aws:sns", "Sns": sns}]}, Context())
         kept = boto3.client("s3").list_objects_v2(Bucket="connect-chat-relay-dev-111122223333")["KeyCount"]
         print(json.dumps({"kept": kept}))
         """
@@ -85,7 +86,8 @@ def test_issue7_item5_the_chat_stream_function_keeps_every_record_of_an_event() 
     output = run_cold(
         """
         from chalicelib.handlers.chat_stream import on_chat_message
-        records = [{"EventSource": "aws:sns", "Sns": {"Message": "not json"}} for _ in range(3)]
+        sns = {"Subject": None, "Message": "not json", "MessageAttributes": {}}
+        records = [{"EventSource": "aws:sns", "Sns": sns} for _ in range(3)]
         on_chat_message({"Records": records}, Context())
         kept = boto3.client("s3").list_objects_v2(Bucket="connect-chat-relay-dev-111122223333")["KeyCount"]
         print(json.dumps({"kept": kept}))

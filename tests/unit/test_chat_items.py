@@ -284,9 +284,11 @@ def test_item_after_transfer_keeps_both_contact_ids() -> None:
 
 
 def test_record_without_message_attributes_uses_the_body() -> None:
-    """Given no MessageAttributes at all, then the body supplies what it has; visibility and instance are unknown."""
+    """Given no MessageAttributes (SNS sends an empty object), then the body supplies what it has; visibility and
+    instance are unknown; a record without the key at all reads the same."""
     sns = load_sns(FIXTURES / "no-message-attributes.json")
-    assert "MessageAttributes" not in sns
+    assert sns["MessageAttributes"] == {}
+    assert parse_sns_record({k: v for k, v in sns.items() if k != "MessageAttributes"}) == parse_sns_record(sns)
 
     item = parse_sns_record(sns)
 
