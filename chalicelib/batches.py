@@ -7,9 +7,9 @@ failures per entry, so a batch can half succeed and each event gets its own outc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -58,6 +58,28 @@ def batches(entries: Sequence[tuple[T, int]], limits: BatchLimits) -> Iterator[l
         size += entry_size
     if batch:
         yield batch
+
+
+def write_in_batches(
+    entries: Sequence[tuple[T, int]],
+    limits: BatchLimits,
+    write: Callable[[list[T]], Sequence[Mapping[str, Any]]],
+    retryable_codes: frozenset[str],
+) -> list[WriteFailure | None]:
+    """Write (entry, size) pairs in batches within ``limits``; ``write`` answers one result per entry, in order,
+    with an ``ErrorCode`` where that entry failed (PutEvents, PutRecords). None where an entry was written."""
+    outcomes: list[WriteFailure | None] = [too_large(limits)] * len(entries)
+    for batch in batches(entries, limits):
+        try:
+            results = write([entry for _, entry in batch])
+        except (BotoCoreError, ClientError) as exc:
+            for position, _ in batch:
+                outcomes[position] = WriteFailure(aws_error_code(exc), retryable=True)
+            continue
+        for (position, _), result in zip(batch, results, strict=True):
+            code = result.get("ErrorCode")
+            outcomes[position] = None if code is None else WriteFailure(code, code in retryable_codes)
+    return outcomes
 
 
 def too_large(limits: BatchLimits) -> WriteFailure:

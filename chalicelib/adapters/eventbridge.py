@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from chalicelib.batches import EVENTBRIDGE_LIMITS, WriteFailure, aws_error_code, batches, tagged_record, too_large
+from chalicelib.batches import EVENTBRIDGE_LIMITS, WriteFailure, tagged_record, write_in_batches
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -30,26 +28,19 @@ class BusWriter:
 
     def put(self, target: BusTarget, events: Sequence[RelayEvent]) -> list[WriteFailure | None]:
         """Put each event; None where EventBridge accepted it."""
-        outcomes: list[WriteFailure | None] = [too_large(EVENTBRIDGE_LIMITS)] * len(events)
-        sized = [
-            (
-                (event, detail),
-                _TIME_BYTES + len(target.source) + len(event.type) + len(detail.encode("utf-8")),
-            )
-            for event, detail in ((event, tagged_record(event).decode("utf-8")) for event in events)
-        ]
-        for batch in batches(sized, EVENTBRIDGE_LIMITS):
-            entries: list[PutEventsRequestEntryTypeDef] = [
-                {"Source": target.source, "DetailType": event.type, "Detail": detail, "EventBusName": target.bus.value}
-                for _, (event, detail) in batch
-            ]
-            try:
-                answer = self._client.put_events(Entries=entries)
-            except (BotoCoreError, ClientError) as exc:
-                for position, _ in batch:
-                    outcomes[position] = WriteFailure(aws_error_code(exc), retryable=True)
-                continue
-            for (position, _), result in zip(batch, answer["Entries"], strict=True):
-                code = result.get("ErrorCode")
-                outcomes[position] = None if code is None else WriteFailure(code, code in RETRYABLE_ENTRY_CODES)
-        return outcomes
+        sized: list[tuple[PutEventsRequestEntryTypeDef, int]] = []
+        for event in events:
+            detail = tagged_record(event).decode("utf-8")
+            entry: PutEventsRequestEntryTypeDef = {
+                "Source": target.source,
+                "DetailType": event.type,
+                "Detail": detail,
+                "EventBusName": target.bus.value,
+            }
+            sized.append((entry, _TIME_BYTES + len(target.source) + len(event.type) + len(detail.encode("utf-8"))))
+        return write_in_batches(
+            sized,
+            EVENTBRIDGE_LIMITS,
+            lambda entries: self._client.put_events(Entries=entries)["Entries"],
+            RETRYABLE_ENTRY_CODES,
+        )

@@ -5,17 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from chalicelib.batches import (
-    KINESIS_LIMITS,
-    WriteFailure,
-    aws_error_code,
-    batches,
-    session_key,
-    tagged_record,
-    too_large,
-)
+from chalicelib.batches import KINESIS_LIMITS, WriteFailure, session_key, tagged_record, write_in_batches
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -38,23 +28,14 @@ class StreamWriter:
 
     def put(self, target: StreamTarget, events: Sequence[RelayEvent]) -> list[WriteFailure | None]:
         """Put each event (its tagged envelope); None where Kinesis accepted it."""
-        outcomes: list[WriteFailure | None] = [too_large(KINESIS_LIMITS)] * len(events)
-        sized = []
+        sized: list[tuple[PutRecordsRequestEntryTypeDef, int]] = []
         for event in events:
             data = tagged_record(event)
             key = session_key(event)[:MAX_PARTITION_KEY]
-            sized.append(((key, data), len(data) + len(key.encode("utf-8"))))
-        for batch in batches(sized, KINESIS_LIMITS):
-            entries: list[PutRecordsRequestEntryTypeDef] = [
-                {"Data": data, "PartitionKey": key} for _, (key, data) in batch
-            ]
-            try:
-                answer = self._client.put_records(StreamARN=target.stream.value, Records=entries)
-            except (BotoCoreError, ClientError) as exc:
-                for position, _ in batch:
-                    outcomes[position] = WriteFailure(aws_error_code(exc), retryable=True)
-                continue
-            for (position, _), result in zip(batch, answer["Records"], strict=True):
-                code = result.get("ErrorCode")
-                outcomes[position] = None if code is None else WriteFailure(code, code in RETRYABLE_RECORD_CODES)
-        return outcomes
+            sized.append(({"Data": data, "PartitionKey": key}, len(data) + len(key.encode("utf-8"))))
+        return write_in_batches(
+            sized,
+            KINESIS_LIMITS,
+            lambda entries: self._client.put_records(StreamARN=target.stream.value, Records=entries)["Records"],
+            RETRYABLE_RECORD_CODES,
+        )
