@@ -13,13 +13,19 @@ Deploy, in order (each step prints what it does, and a second run changes nothin
    destination of every asynchronously invoked function (SNS, EventBridge, schedules, S3: the stack's
    failed-invocations queue, as ``infra/on-failure.json`` does for ``make package``) and partial batch responses
    (``ReportBatchItemFailures``) on every SQS event source mapping;
-6. prints the API's URL and a smoke test.
+6. deploys ``infra/relay-monitoring.yaml`` (alarms and the dashboard) as ``connect-chat-relay-<stage>-monitoring``,
+   through a change set as in step 2: it names the stage's queues and functions and tells the infrastructure
+   stack's alarm topic (its ``AlarmTopicArn`` output), so it comes once both exist; a stack of its own because the
+   infrastructure template with it would be over CloudFormation's 51,200-byte ``TemplateBody``;
+7. prints the API's URL and a smoke test.
 
-``infrastructure`` runs steps 1 to 3 alone, for the single-stack path (``make package``).
+``infrastructure`` runs steps 1 to 3 alone and ``monitoring`` step 6 alone, for the single-stack path
+(``make package``, whose stack ``connect-chat-relay-<stage>`` names the functions as ``chalice deploy`` does).
 
-Destroy: ``chalice delete`` for the stage, then the infrastructure stack. The relay's bucket (quarantine, dead
-letters, the archive) and the destinations table are retained by the stack (``DeletionPolicy: Retain``); with
-``--delete-archive`` (``make destroy KEEP_ARCHIVE=false``) the bucket is emptied, every version, and deleted.
+Destroy: the monitoring stack, ``chalice delete`` for the stage, then the infrastructure stack. The relay's bucket
+(quarantine, dead letters, the archive) and the destinations table are retained by the stack (``DeletionPolicy:
+Retain``); with ``--delete-archive`` (``make destroy KEEP_ARCHIVE=false``) the bucket is emptied, every version, and
+deleted.
 
 boto3 and Chalice only; ``AWS_ENDPOINT_URL`` points both at a stand-in (moto, in ``tests/integration``).
 """
@@ -34,6 +40,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -42,12 +49,20 @@ from chalice.deploy.deployer import ChaliceDeploymentError
 
 from scripts.lambda_runtime import LAMBDA_RUNTIME
 from scripts.render import render_all, write
-from scripts.stage import INFRASTRUCTURE_TEMPLATE, PROJECT, Stage, StageFileError, load_stage
+from scripts.stage import (
+    INFRASTRUCTURE_TEMPLATE,
+    MONITORING_TEMPLATE,
+    PROJECT,
+    Stage,
+    StageFileError,
+    load_stage,
+)
 
 # The on-failure settings of asynchronously invoked functions; infra/on-failure.json says the same for make package.
 MAXIMUM_RETRY_ATTEMPTS = 2
 MAXIMUM_EVENT_AGE_SECONDS = 21_600
 FAILED_INVOCATIONS_OUTPUT = "FailedInvocationsQueueArn"
+ALARM_TOPIC_OUTPUT = "AlarmTopicArn"
 PARTIAL_BATCH_RESPONSES = ["ReportBatchItemFailures"]
 # CloudFormation takes a template body of at most 51,200 bytes; above it the template must go through S3.
 MAX_TEMPLATE_BODY = 51_200
@@ -128,33 +143,55 @@ class Deployment:
 
     def deploy_infrastructure(self) -> dict[str, str]:
         """Create or update the infrastructure stack through a change set; its outputs."""
+        return self._deploy_stack(
+            "infrastructure", self.stage.stack_name, INFRASTRUCTURE_TEMPLATE, self.stage.template_parameters()
+        )
+
+    def deploy_monitoring(self, outputs: dict[str, str]) -> None:
+        """Create or update the monitoring stack (alarms and the dashboard), which tells the infrastructure stack's
+        alarm topic and names the functions as the stage names them: run once both exist."""
+        topic = outputs.get(ALARM_TOPIC_OUTPUT)
+        if topic is None:
+            raise DeployError(f"the infrastructure stack has no {ALARM_TOPIC_OUTPUT} output")
+        parameters = {"Stage": self.stage.name, ALARM_TOPIC_OUTPUT: topic}
+        self._deploy_stack("monitoring", self.stage.monitoring_stack_name, MONITORING_TEMPLATE, parameters)
+
+    def _deploy_stack(self, label: str, name: str, template: Path, parameters: dict[str, str]) -> dict[str, str]:
+        """Create or update a stack through a change set (created, listed, executed), printing its events; its
+        outputs. A change set without changes is success."""
         cfn = self.client("cloudformation")
-        body = INFRASTRUCTURE_TEMPLATE.read_text()
+        body = template.read_text()
         if len(body.encode()) > MAX_TEMPLATE_BODY:
-            raise DeployError(f"{INFRASTRUCTURE_TEMPLATE.name} is over {MAX_TEMPLATE_BODY} bytes")
-        name = self.stage.stack_name
+            raise DeployError(f"{template.name} is over {MAX_TEMPLATE_BODY} bytes")
         status = self._stack_status(name)
         if status == "ROLLBACK_COMPLETE":
             raise DeployError(f"stack {name} failed to create (ROLLBACK_COMPLETE): delete it, then deploy again")
         change_type = "CREATE" if status in (None, "REVIEW_IN_PROGRESS") else "UPDATE"
         change_set = f"make-deploy-{datetime.now(UTC):%Y%m%d%H%M%S}"
-        self.say(f"infrastructure: {change_type.lower()} stack {name} (change set {change_set})")
+        self.say(f"{label}: {change_type.lower()} stack {name} (change set {change_set})")
         started = datetime.now(UTC)
-        created = cfn.create_change_set(
-            StackName=name,
-            ChangeSetName=change_set,
-            ChangeSetType=change_type,
-            TemplateBody=body,
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in self.stage.template_parameters().items()],
-            Capabilities=CAPABILITIES,
-            Tags=[{"Key": "app", "Value": "connect-chat-relay"}, {"Key": "stage", "Value": self.stage.name}],
-        )
+        try:
+            created = cfn.create_change_set(
+                StackName=name,
+                ChangeSetName=change_set,
+                ChangeSetType=change_type,
+                TemplateBody=body,
+                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+                Capabilities=CAPABILITIES,
+                Tags=[{"Key": "app", "Value": "connect-chat-relay"}, {"Key": "stage", "Value": self.stage.name}],
+            )
+        except ClientError as exc:
+            # CloudFormation creates a change set without changes and fails it (below); moto refuses to create it.
+            if not any(text in str(exc.response.get("Error", {}).get("Message", "")) for text in NO_CHANGES):
+                raise
+            self.say(f"{label}: no changes")
+            return self._outputs(name)
         description = self._wait_for_change_set(created["Id"])
         if description["Status"] == "FAILED":
             reason = str(description.get("StatusReason", ""))
             cfn.delete_change_set(ChangeSetName=created["Id"])
             if any(text in reason for text in NO_CHANGES):
-                self.say("infrastructure: no changes")
+                self.say(f"{label}: no changes")
                 return self._outputs(name)
             raise DeployError(f"change set {change_set} failed: {reason}")
         for change in description.get("Changes", []):
@@ -282,26 +319,18 @@ class Deployment:
         deployed = self.deploy_functions()
         changed = self.configure_functions(self.subscribers(), outputs)
         self.say(f"set what Chalice cannot: {changed} change(s)")
+        self.deploy_monitoring(outputs)
         self.report(deployed)
         return deployed
 
     def destroy(self, *, delete_archive: bool) -> None:
-        """``chalice delete`` for the stage, then the infrastructure stack (and the archive bucket if told)."""
+        """The monitoring stack, ``chalice delete`` for the stage, then the infrastructure stack (and the archive
+        bucket if told)."""
         self.check_account()
+        self._delete_stack("monitoring", self.stage.monitoring_stack_name)
         self.delete_functions()
-        name = self.stage.stack_name
         bucket = self.stage.outputs().get("RelayBucketName")
-        if self._stack_status(name) is None:
-            self.say(f"infrastructure: no stack {name}")
-        else:
-            cfn = self.client("cloudformation")
-            stack_id = cfn.describe_stacks(StackName=name)["Stacks"][0]["StackId"]
-            started = datetime.now(UTC)
-            cfn.delete_stack(StackName=stack_id)
-            self.say(f"infrastructure: deleting stack {name}")
-            final = self._follow_stack(stack_id, started)
-            if final != "DELETE_COMPLETE":
-                raise DeployError(f"stack {name} ended {final}: see its events above")
+        self._delete_stack("infrastructure", self.stage.stack_name)
         if bucket is None:
             return
         if delete_archive:
@@ -310,6 +339,19 @@ class Deployment:
             self.say(
                 f"kept: bucket {bucket} and the destinations table (make destroy KEEP_ARCHIVE=false deletes the bucket)"
             )
+
+    def _delete_stack(self, label: str, name: str) -> None:
+        if self._stack_status(name) is None:
+            self.say(f"{label}: no stack {name}")
+            return
+        cfn = self.client("cloudformation")
+        stack_id = cfn.describe_stacks(StackName=name)["Stacks"][0]["StackId"]
+        started = datetime.now(UTC)
+        cfn.delete_stack(StackName=stack_id)
+        self.say(f"{label}: deleting stack {name}")
+        final = self._follow_stack(stack_id, started)
+        if final != "DELETE_COMPLETE":
+            raise DeployError(f"stack {name} ended {final}: see its events above")
 
     def delete_functions(self) -> None:
         """``chalice delete --stage``."""
@@ -385,15 +427,25 @@ class Deployment:
                 return status
             time.sleep(self.poll_seconds)
 
+    def deployed_outputs(self) -> dict[str, str]:
+        """The infrastructure stack's outputs as deployed."""
+        if self._stack_status(self.stage.stack_name) is None:
+            raise DeployError(f"no stack {self.stage.stack_name}: deploy the infrastructure first")
+        return self._outputs(self.stage.stack_name)
+
     def _outputs(self, name: str) -> dict[str, str]:
         stack = self.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
         return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs") or []}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m scripts.deploy {deploy,destroy,infrastructure} --stage STAGE [--delete-archive]``."""
+    """``python -m scripts.deploy {deploy,destroy,infrastructure,monitoring} --stage STAGE [--delete-archive]``."""
     parser = argparse.ArgumentParser(prog="python -m scripts.deploy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["deploy", "destroy", "infrastructure"], help="infrastructure: steps 1-3")
+    parser.add_argument(
+        "command",
+        choices=["deploy", "destroy", "infrastructure", "monitoring"],
+        help="infrastructure: steps 1-3; monitoring: step 6 (the infrastructure stack deployed)",
+    )
     parser.add_argument("--stage", required=True, help="the stage file stages/<stage>.json")
     parser.add_argument("--delete-archive", action="store_true", help="destroy: empty and delete the relay's bucket")
     arguments = parser.parse_args(argv)
@@ -404,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         elif arguments.command == "infrastructure":
             deployment.check_account()
             deployment.record_outputs(deployment.deploy_infrastructure())
+        elif arguments.command == "monitoring":
+            deployment.check_account()
+            deployment.deploy_monitoring(deployment.deployed_outputs())
         else:
             deployment.destroy(delete_archive=arguments.delete_archive)
     except (StageFileError, DeployError) as exc:

@@ -22,6 +22,7 @@ import yaml
 PROJECT = Path(__file__).parent.parent
 STAGES_DIR = PROJECT / "stages"
 INFRASTRUCTURE_TEMPLATE = PROJECT / "infra" / "relay-infrastructure.yaml"
+MONITORING_TEMPLATE = PROJECT / "infra" / "relay-monitoring.yaml"
 APP_NAME = "connect-chat-relay"
 
 ACCOUNT = re.compile(r"^\d{12}\Z")
@@ -89,6 +90,11 @@ class Stage:
         """A function's name as Chalice deploys it (the API function is the app and stage alone)."""
         base = f"{APP_NAME}-{self.name}"
         return base if function == "api_handler" else f"{base}-{function}"
+
+    @property
+    def monitoring_stack_name(self) -> str:
+        """The monitoring stack's name (``infra/relay-monitoring.yaml``: alarms and the dashboard)."""
+        return f"{APP_NAME}-{self.name}-monitoring"
 
     def template_parameters(self) -> dict[str, str]:
         """The infrastructure stack's parameters."""
@@ -280,10 +286,15 @@ _TEMPLATE_LOADER: Any = type("TemplateLoader", (yaml.SafeLoader,), {})
 _TEMPLATE_LOADER.add_multi_constructor("!", _intrinsic)
 
 
+def read_template(path: Path) -> dict[str, Any]:
+    """A CloudFormation template of ``infra/`` as a document."""
+    document: dict[str, Any] = yaml.load(path.read_text(), Loader=_TEMPLATE_LOADER)  # noqa: S506
+    return document
+
+
 def infrastructure_template() -> dict[str, Any]:
     """``infra/relay-infrastructure.yaml`` as a document."""
-    document: dict[str, Any] = yaml.load(INFRASTRUCTURE_TEMPLATE.read_text(), Loader=_TEMPLATE_LOADER)  # noqa: S506
-    return document
+    return read_template(INFRASTRUCTURE_TEMPLATE)
 
 
 def output_variables() -> dict[str, str]:

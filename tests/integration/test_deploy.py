@@ -3,8 +3,8 @@
 The deploy runs as ``python -m scripts.deploy`` does, in its own interpreter, through ``deploy_boundary.py``: two
 stand-ins where moto or the sandbox stops (the Lambda package build needs PyPI; moto's REST API import does not take
 Chalice's Swagger 2.0), both described there; the REST API's request is checked here instead. Everything else is
-moto: the infrastructure stack through a change set, IAM roles, functions, the SNS subscription, EventBridge rules,
-event source mappings, on-failure destinations, S3.
+moto: the infrastructure and monitoring stacks through change sets, IAM roles, functions, the SNS subscription,
+EventBridge rules, event source mappings, on-failure destinations, S3.
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ def observe(endpoint: str) -> dict[str, Any]:
     client = functools.partial(_client, endpoint)
     lam, iam = client("lambda"), client("iam")
     stacks = _optional(client("cloudformation").describe_stacks, StackName=stage.stack_name)
+    monitoring = _optional(client("cloudformation").describe_stacks, StackName=stage.monitoring_stack_name)
     functions = {}
     for function in json.loads((PROJECT / ".chalice" / "config.json").read_text())["stages"][STAGE]["lambda_functions"]:
         found = _optional(lam.get_function_configuration, FunctionName=stage.function_name(function))
@@ -120,6 +121,7 @@ def observe(endpoint: str) -> dict[str, Any]:
     subscriptions = _optional(client("sns").list_subscriptions_by_topic, TopicArn=topic)
     return {
         "stack": stacks["Stacks"][0] if stacks else None,
+        "monitoring": monitoring["Stacks"][0] if monitoring else None,
         "functions": functions,
         "subscriptions": subscriptions["Subscriptions"] if subscriptions else [],
         "rules": {
@@ -292,7 +294,8 @@ def _settled(state: dict[str, Any]) -> dict[str, Any]:
     }
     mappings = [{k: v for k, v in m.items() if k not in VOLATILE} for m in state["mappings"]]
     stack = {k: v for k, v in state["stack"].items() if k not in VOLATILE}
-    return {**state, "functions": functions, "mappings": mappings, "stack": stack}
+    monitoring = {k: v for k, v in state["monitoring"].items() if k not in VOLATILE}
+    return {**state, "functions": functions, "mappings": mappings, "stack": stack, "monitoring": monitoring}
 
 
 VOLATILE = frozenset(
@@ -300,8 +303,25 @@ VOLATILE = frozenset(
 )
 
 
+def test_the_monitoring_stack_comes_after_the_functions_and_tells_the_alarm_topic(deployed: Deployed) -> None:
+    """moto keeps no alarms or dashboards (tests/unit/test_operations.py checks what they watch): the stack, its
+    parameters and its place in the run are checked here."""
+    stage = load_stage(STAGE)
+    stack = deployed.after_first["monitoring"]
+    assert stack["StackName"] == f"connect-chat-relay-{STAGE}-monitoring"
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:connect-chat-relay-{STAGE}-alarms"
+    assert parameters == {"Stage": STAGE, "AlarmTopicArn": topic}
+    assert predicted_outputs(stage)["AlarmTopicArn"] == topic
+    output = deployed.first.output
+    assert "monitoring: create stack" in output
+    assert output.index("set what Chalice cannot") < output.index("monitoring: create stack") < output.index("API: ")
+
+
 def test_a_second_deploy_changes_nothing(deployed: Deployed) -> None:
     assert "infrastructure: no changes" in deployed.second.output
+    assert "monitoring: no changes" in deployed.second.output
     assert "rendered " not in deployed.second.output
     assert "kept in stages" not in deployed.second.output
     settings = sum(found["invoke"] is not None for found in deployed.after_first["functions"].values())
@@ -315,6 +335,9 @@ def test_destroy_removes_the_functions_and_the_stack_and_keeps_the_archive_unles
     bucket = f"connect-chat-relay-{STAGE}-{ACCOUNT}"
     after = deployed.after_destroy
     assert after["stack"] is None
+    assert after["monitoring"] is None
+    assert f"monitoring: deleting stack connect-chat-relay-{STAGE}-monitoring" in deployed.destroy.output
+    assert f"monitoring: no stack connect-chat-relay-{STAGE}-monitoring" in deployed.delete_archive.output
     assert after["functions"] == {}
     assert after["subscriptions"] == after["mappings"] == []
     assert after["rules"] == {}
