@@ -80,20 +80,79 @@ def _names(node: ast.expr) -> Iterator[str]:
         raise AssertionError(f"a metric name that is not a literal: {ast.unparse(node)}")
 
 
+def _called(node: ast.Call) -> str | None:
+    return node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+
+
+def _argument(call: ast.Call, function: ast.FunctionDef, parameter: str) -> ast.expr | None:
+    """What ``call`` passes for ``function``'s ``parameter`` (by keyword or by position)."""
+    for keyword in call.keywords:
+        if keyword.arg == parameter:
+            return keyword.value
+    positional = [a.arg for a in function.args.posonlyargs + function.args.args]
+    index = positional.index(parameter) if parameter in positional else len(call.args)
+    return call.args[index] if index < len(call.args) else None
+
+
+_Call = tuple[ast.Call, ast.FunctionDef | None]
+
+
+def _parameters(function: ast.FunctionDef) -> set[str]:
+    return {a.arg for a in function.args.posonlyargs + function.args.args + function.args.kwonlyargs}
+
+
+@cache
+def _chalicelib_calls() -> tuple[list[_Call], list[_Call], dict[str, ast.FunctionDef]]:
+    """Every named call in chalicelib/ with the function it is in, those of count/milliseconds among them, and the
+    functions by name."""
+    calls: list[_Call] = []
+    emitting: list[_Call] = []
+    functions: dict[str, ast.FunctionDef] = {}
+    for path in sorted((PROJECT / "chalicelib").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        enclosing: dict[ast.AST, ast.FunctionDef] = {}
+        for node in ast.walk(tree):  # outer functions first, so the innermost one is kept
+            if isinstance(node, ast.FunctionDef):
+                functions[node.name] = node
+                enclosing.update(dict.fromkeys(ast.walk(node), node))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or _called(node) is None:
+                continue
+            calls.append((node, enclosing.get(node)))
+            method = isinstance(node.func, ast.Attribute) and path.name != "observability.py"
+            if _called(node) in _EMITTERS and node.args and not method:
+                emitting.append((node, enclosing.get(node)))
+    return calls, emitting, functions
+
+
 @cache
 def emitted_metrics() -> dict[str, frozenset[str]]:
-    """Every metric chalicelib emits, with the dimensions it carries (``service`` and those the call adds)."""
+    """Every metric chalicelib emits, with the dimensions it carries (``service`` and those the call adds).
+
+    A call of ``count``/``milliseconds`` names its metric, or passes on a parameter of the function it is in (a
+    helper such as ``keep_unreadable(..., metric=...)``): then each call of that helper names it, or passes it on."""
+    calls, pending, functions = _chalicelib_calls()
+    pending = list(pending)
+    helpers: dict[str, tuple[str, frozenset[str]]] = {}  # helper -> the parameter naming its metric, dimensions
     metrics: dict[str, set[frozenset[str]]] = {}
-    for path in sorted((PROJECT / "chalicelib").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not isinstance(node, ast.Call) or not node.args:
-                continue
-            function = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
-            if function not in _EMITTERS or (isinstance(node.func, ast.Attribute) and path.name != "observability.py"):
-                continue
-            dimensions = frozenset({"service", *(k.arg for k in node.keywords if k.arg)})
-            for name in _names(node.args[0]):
-                metrics.setdefault(name, set()).add(dimensions)
+    while pending:
+        call, within = pending.pop()
+        name = str(_called(call))
+        if name in _EMITTERS:
+            dimensions = frozenset({"service", *(k.arg for k in call.keywords if k.arg)})
+            value = call.args[0]
+        else:
+            parameter, dimensions = helpers[name]
+            found = _argument(call, functions[name], parameter)
+            assert found is not None, f"{ast.unparse(call)} does not name the metric ({parameter})"
+            value = found
+        if within is not None and isinstance(value, ast.Name) and value.id in _parameters(within):
+            if within.name not in helpers:
+                helpers[within.name] = (value.id, dimensions)
+                pending.extend((c, w) for c, w in calls if _called(c) == within.name)
+            continue
+        for metric in _names(value):
+            metrics.setdefault(metric, set()).add(dimensions)
     for name, shapes in metrics.items():
         assert len(shapes) == 1, f"{name} is emitted with different dimensions {shapes}: one alarm cannot see both"
     return {name: next(iter(shapes)) for name, shapes in metrics.items()}
@@ -190,6 +249,8 @@ def test_the_scan_finds_the_metrics_of_each_kind_of_call() -> None:
     assert metrics["DeliveryFailed"] == {"service"}
     assert metrics["StreamingStartFailed"] == {"service", "reason"}
     assert {"DeliveryLatency", "ChatAttachmentStarted", "ChatAttachmentSent", "StreamingSkipped"} <= set(metrics)
+    # Through keep_unreadable(metric=...) directly and through readable_requests(metric=...).
+    assert {"InvalidChatItem", "InvalidTranscriptRequest", "InvalidReconciliationRequest"} <= set(metrics)
 
 
 def test_every_metric_the_relay_emits_is_on_the_dashboard() -> None:
