@@ -3,7 +3,6 @@ after a delay on an SQS queue."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 from chalice.app import Blueprint, CloudWatchEvent, Rate, SQSEvent
@@ -93,13 +92,7 @@ def reconcile_transcripts(event: SQSEvent) -> None:
         service.compare(*request)
 
 
-def _request(body: str) -> tuple[str, str, Pass] | None:
-    try:
-        request = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(request, dict):
-        return None
+def _request(request: dict[str, Any]) -> tuple[str, str, Pass] | None:
     bucket, key, phase = request.get("bucket"), request.get("key"), request.get("phase")
     if not isinstance(bucket, str) or not isinstance(key, str) or phase not in PASSES:
         return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from chalice.app import Blueprint, SQSEvent
@@ -36,13 +35,7 @@ def assemble_transcripts(event: SQSEvent) -> None:
             service.assemble(initial_contact_id, reason)
 
 
-def _request(body: str) -> tuple[str, Any] | None:
-    try:
-        request = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(request, dict):
-        return None
+def _request(request: dict[str, Any]) -> tuple[str, Any] | None:
     initial_contact_id, reason = request.get("initial_contact_id"), request.get("reason")
     if not isinstance(initial_contact_id, str) or not INSTANCE_ID.match(initial_contact_id) or reason not in REASONS:
         return None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+import json
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.dependencies import quarantine
 from chalicelib.observability import count, logger
@@ -27,14 +28,24 @@ def keep_unreadable(source: str, *, record_id: str | None, reason: str, record: 
 
 
 def readable_requests(
-    event: SQSEvent, read: Callable[[str], T | None], *, source: str, reason: str, metric: str
+    event: SQSEvent, read: Callable[[dict[str, Any]], T | None], *, source: str, reason: str, metric: str
 ) -> Iterator[T]:
-    """Each SQS message's request as ``read`` makes it; a message it cannot read (None) is kept and skipped."""
+    """Each SQS message's request as ``read`` makes it from the body's JSON object; a message that is not one, or
+    that ``read`` cannot read (None), is kept and skipped."""
     for record in event:
-        request = read(record.body)
+        fields = _json_object(record.body)
+        request = read(fields) if fields is not None else None
         if request is None:
             keep_unreadable(
                 source, record_id=record.receipt_handle[:64], reason=reason, record=record.body, metric=metric
             )
             continue
         yield request
+
+
+def _json_object(body: str) -> dict[str, Any] | None:
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        return None
+    return fields if isinstance(fields, dict) else None
