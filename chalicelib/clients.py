@@ -7,7 +7,7 @@ stand-ins with no code change. Everything else in the relay receives a client; n
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -29,43 +29,30 @@ if TYPE_CHECKING:
 
 ClientT = TypeVar("ClientT", bound=Any)
 
+
+def _config(
+    *, attempts: int, connect_timeout: int, read_timeout: int, mode: Literal["standard", "adaptive"] = "standard"
+) -> Config:
+    return Config(
+        retries={"mode": mode, "max_attempts": attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        user_agent_extra="connect-chat-relay",
+    )
+
+
 # Connect throttles at a few TPS: adaptive mode backs off client-side as well as retrying 429s and 5xx.
-_CONNECT_CONFIG = Config(
-    retries={"mode": "adaptive", "max_attempts": 4},
-    connect_timeout=2,
-    read_timeout=5,
-    user_agent_extra="connect-chat-relay",
-)
+_CONNECT_CONFIG = _config(attempts=4, connect_timeout=2, read_timeout=5, mode="adaptive")
 # The contact flow waits at most 8 s for its Lambda: two quick attempts per call, never the full backoff, and no
 # attempt once the invocation's budget is spent (chalicelib.budget).
-_CONNECT_FOR_FLOW_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 2},
-    connect_timeout=1,
-    read_timeout=2,
-    user_agent_extra="connect-chat-relay",
-)
+_CONNECT_FOR_FLOW_CONFIG = _config(attempts=2, connect_timeout=1, read_timeout=2)
 # Destination health and the delivery ledger are asked on the delivery path: a DynamoDB outage may cost it a few
 # seconds, never the default client's three attempts of up to 12 s each.
-_HEALTH_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 2},
-    connect_timeout=1,
-    read_timeout=2,
-    user_agent_extra="connect-chat-relay",
-)
-_DEFAULT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=2,
-    read_timeout=10,
-    user_agent_extra="connect-chat-relay",
-)
+_HEALTH_CONFIG = _config(attempts=2, connect_timeout=1, read_timeout=2)
+_DEFAULT_CONFIG = _config(attempts=3, connect_timeout=2, read_timeout=10)
 # EventBridge and Kinesis serve destinations only, whose writes end by the invocation's deadline: a stalled
 # attempt gives up within seconds, so the next one (refused past the deadline) or the retry queue takes over.
-_DESTINATION_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=1,
-    read_timeout=3,
-    user_agent_extra="connect-chat-relay",
-)
+_DESTINATION_CONFIG = _config(attempts=3, connect_timeout=1, read_timeout=3)
 
 
 @cache
