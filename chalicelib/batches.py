@@ -61,25 +61,27 @@ def batches(entries: Sequence[tuple[T, int]], limits: BatchLimits) -> Iterator[l
 
 
 def write_in_batches(
-    entries: Sequence[tuple[T, int]],
-    limits: BatchLimits,
-    write: Callable[[list[T]], Sequence[Mapping[str, Any]]],
-    retryable_codes: frozenset[str],
+    entries: Sequence[tuple[T, int]], limits: BatchLimits, write: Callable[[list[T]], Sequence[WriteFailure | None]]
 ) -> list[WriteFailure | None]:
-    """Write (entry, size) pairs in batches within ``limits``; ``write`` answers one result per entry, in order,
-    with an ``ErrorCode`` where that entry failed (PutEvents, PutRecords). None where an entry was written."""
+    """Write (entry, size) pairs in batches within ``limits``; ``write`` answers each entry's outcome, in order. A
+    failed call fails its batch as retryable; an entry too large for any call fails for good. None where written."""
     outcomes: list[WriteFailure | None] = [too_large(limits)] * len(entries)
     for batch in batches(entries, limits):
         try:
             results = write([entry for _, entry in batch])
         except (BotoCoreError, ClientError) as exc:
-            for position, _ in batch:
-                outcomes[position] = WriteFailure(aws_error_code(exc), retryable=True)
-            continue
+            results = [WriteFailure(aws_error_code(exc), retryable=True)] * len(batch)
         for (position, _), result in zip(batch, results, strict=True):
-            code = result.get("ErrorCode")
-            outcomes[position] = None if code is None else WriteFailure(code, code in retryable_codes)
+            outcomes[position] = result
     return outcomes
+
+
+def entry_failures(results: Sequence[Mapping[str, Any]], retryable_codes: frozenset[str]) -> list[WriteFailure | None]:
+    """PutEvents' and PutRecords' answer: one result per entry, in order, with an ``ErrorCode`` where it failed."""
+    return [
+        None if (code := result.get("ErrorCode")) is None else WriteFailure(code, code in retryable_codes)
+        for result in results
+    ]
 
 
 def too_large(limits: BatchLimits) -> WriteFailure:

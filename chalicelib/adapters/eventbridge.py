@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from chalicelib.batches import EVENTBRIDGE_LIMITS, WriteFailure, tagged_record, write_in_batches
+from chalicelib.batches import EVENTBRIDGE_LIMITS, WriteFailure, entry_failures, tagged_record, write_in_batches
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -41,6 +41,5 @@ class BusWriter:
         return write_in_batches(
             sized,
             EVENTBRIDGE_LIMITS,
-            lambda entries: self._client.put_events(Entries=entries)["Entries"],
-            RETRYABLE_ENTRY_CODES,
+            lambda entries: entry_failures(self._client.put_events(Entries=entries)["Entries"], RETRYABLE_ENTRY_CODES),
         )

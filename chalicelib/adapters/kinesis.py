@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from chalicelib.batches import KINESIS_LIMITS, WriteFailure, session_key, tagged_record, write_in_batches
+from chalicelib.batches import (
+    KINESIS_LIMITS,
+    WriteFailure,
+    entry_failures,
+    session_key,
+    tagged_record,
+    write_in_batches,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -33,9 +40,9 @@ class StreamWriter:
             data = tagged_record(event)
             key = session_key(event)[:MAX_PARTITION_KEY]
             sized.append(({"Data": data, "PartitionKey": key}, len(data) + len(key.encode("utf-8"))))
-        return write_in_batches(
-            sized,
-            KINESIS_LIMITS,
-            lambda entries: self._client.put_records(StreamARN=target.stream.value, Records=entries)["Records"],
-            RETRYABLE_RECORD_CODES,
-        )
+
+        def write(entries: list[PutRecordsRequestEntryTypeDef]) -> list[WriteFailure | None]:
+            answer = self._client.put_records(StreamARN=target.stream.value, Records=entries)
+            return entry_failures(answer["Records"], RETRYABLE_RECORD_CODES)
+
+        return write_in_batches(sized, KINESIS_LIMITS, write)

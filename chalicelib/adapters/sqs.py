@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.batches import SQS_LIMITS, WriteFailure, aws_error_code, batches, session_key, too_large
+from chalicelib.batches import SQS_LIMITS, WriteFailure, aws_error_code, session_key, write_in_batches
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -30,38 +30,31 @@ class QueueWriter:
         On a FIFO queue the group is the event's session, so a conversation keeps its order, and SQS drops a
         resend of the same ``webhook-id`` within its five-minute deduplication window.
         """
-        outcomes: list[WriteFailure | None] = [too_large(SQS_LIMITS)] * len(events)
-        sized = [(event, len(event.body)) for event in events]
         try:
             url = self._url(target)
         except (BotoCoreError, ClientError) as exc:
             return [WriteFailure(aws_error_code(exc), retryable=True)] * len(events)
-        for batch in batches(sized, SQS_LIMITS):
-            entries: list[SendMessageBatchRequestEntryTypeDef] = []
-            for position, event in batch:
-                entry: SendMessageBatchRequestEntryTypeDef = {
-                    "Id": str(position),
-                    "MessageBody": event.body.decode("utf-8"),
-                    "MessageAttributes": {
-                        "webhook-id": {"DataType": "String", "StringValue": event.webhook_id},
-                        "event-type": {"DataType": "String", "StringValue": event.type},
-                    },
-                }
-                if target.fifo:
-                    entry["MessageGroupId"] = session_key(event)
-                    entry["MessageDeduplicationId"] = event.webhook_id
-                entries.append(entry)
-            try:
-                answer = self._client.send_message_batch(QueueUrl=url, Entries=entries)
-            except (BotoCoreError, ClientError) as exc:
-                for position, _ in batch:
-                    outcomes[position] = WriteFailure(aws_error_code(exc), retryable=True)
-                continue
-            for position, _ in batch:
-                outcomes[position] = None
-            for failed in answer.get("Failed", []):
-                outcomes[int(failed["Id"])] = WriteFailure(failed["Code"], retryable=not failed["SenderFault"])
-        return outcomes
+        sized: list[tuple[SendMessageBatchRequestEntryTypeDef, int]] = []
+        for position, event in enumerate(events):
+            entry: SendMessageBatchRequestEntryTypeDef = {
+                "Id": str(position),
+                "MessageBody": event.body.decode("utf-8"),
+                "MessageAttributes": {
+                    "webhook-id": {"DataType": "String", "StringValue": event.webhook_id},
+                    "event-type": {"DataType": "String", "StringValue": event.type},
+                },
+            }
+            if target.fifo:
+                entry["MessageGroupId"] = session_key(event)
+                entry["MessageDeduplicationId"] = event.webhook_id
+            sized.append((entry, len(event.body)))
+
+        def write(entries: list[SendMessageBatchRequestEntryTypeDef]) -> list[WriteFailure | None]:
+            answer = self._client.send_message_batch(QueueUrl=url, Entries=entries)
+            failed = {f["Id"]: WriteFailure(f["Code"], not f["SenderFault"]) for f in answer.get("Failed", [])}
+            return [failed.get(entry["Id"]) for entry in entries]
+
+        return write_in_batches(sized, SQS_LIMITS, write)
 
     def _url(self, target: QueueTarget) -> str:
         arn = target.queue.value
