@@ -8,17 +8,19 @@ delivery ledger is read once for the whole batch: a ticket whose pair was answer
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice.app import Blueprint, SQSEvent
 
-from chalicelib.archive_replay import ReplayTicket
 from chalicelib.deadlines import deadline_of
 from chalicelib.dependencies import archive_replays, relay
 from chalicelib.handlers.unreadable import keep_unreadable
 from chalicelib.observability import logger, observed
 from chalicelib.retries import RetryTicket, RetryTicketInvalidError
 from chalicelib.settings import retry_queue_name
+
+if TYPE_CHECKING:
+    from chalicelib.archive_replay import ReplayTicket
 
 retries = Blueprint(__name__)
 
@@ -30,6 +32,9 @@ MIN_ATTEMPT_SECONDS = 0.5
 @observed
 def retry_deliveries(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
     """Attempt each ticket's delivery again; answer the message ids to leave on the queue."""
+    # Imported on first use, with the relay: the module loads only what Lambda needs to find the handler.
+    from chalicelib.archive_replay import ReplayTicket  # noqa: PLC0415
+
     records: list[dict[str, Any]] = list(event.to_dict().get("Records") or [])
     work: list[tuple[str, RetryTicket | ReplayTicket]] = []
     for record in records:

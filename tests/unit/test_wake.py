@@ -1,0 +1,102 @@
+"""Each Lambda function's module loads only what its handler needs before the first event (issue 13: small and
+fast to wake).
+
+Lambda imports the module its Handler names in a fresh interpreter before the first invocation; ``make bench``
+(``bench/wake.py``) times that import against ``import boto3`` alone. What a handler uses only once an event
+arrives (the relay and its webhook sender, the adapters, the archive, replays, two-way chats) is imported by the
+factory in ``chalicelib.dependencies`` that builds it, on first use. These tests import each handler module in a
+fresh interpreter, as Lambda does, and fail if one of the heavy modules below is loaded at import, so the saving
+cannot silently regress when an import is added at the top of a module.
+
+``urllib3`` is not on the list: ``import boto3`` loads it (botocore's HTTP session), and the handlers need boto3
+before their first AWS call, so it is part of the baseline that the bench compares with.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from app import app
+from tests.conftest import PROJECT, dev_stage_environment
+
+ADAPTERS = sorted(
+    f"chalicelib.adapters.{path.stem}"
+    for path in (PROJECT / "chalicelib" / "adapters").glob("*.py")
+    if path.stem != "__init__"
+)
+# Loaded on first use only: webhook delivery (standardwebhooks, the sender, SSRF checks), the relay and what it
+# builds, the destinations file, endpoint health, archive replays, two-way chats, transcripts, reconciliation,
+# Powertools' parameter providers (webhook secrets) and boto3's DynamoDB conditions; every adapter.
+HEAVY = (
+    "standardwebhooks",
+    "aws_lambda_powertools.utilities.parameters",
+    "boto3.dynamodb",
+    "chalicelib.relay",
+    "chalicelib.delivery",
+    "chalicelib.signing",
+    "chalicelib.ssrf",
+    "chalicelib.destinations",
+    "chalicelib.health",
+    "chalicelib.aws_delivery",
+    "chalicelib.archive_replay",
+    "chalicelib.redrive",
+    "chalicelib.two_way_chats",
+    "chalicelib.attachment_links",
+    "chalicelib.transcript_service",
+    "chalicelib.transcript_scan",
+    "chalicelib.reconciliation_service",
+    *ADAPTERS,
+)
+# What a handler's module needs at import: its decorator reads a constant from there.
+NEEDED_AT_IMPORT = {"chalicelib.handlers.reconciliation": {"chalicelib.reconciliation_service"}}
+
+
+def handler_modules() -> list[str]:
+    """The module of every function but the API's, as Lambda's Handler names it (``module.function``)."""
+    handlers = [source.handler_string for source in app.event_sources]
+    handlers += [function.handler_string for function in app.pure_lambda_functions]
+    return sorted({handler.rsplit(".", 1)[0] for handler in handlers})
+
+
+def modules_after_import(module: str) -> set[str]:
+    """``sys.modules`` of a fresh interpreter (the dev stage's environment) after ``import <module>``."""
+    script = f"import json, sys\nimport {module}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT,
+        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", **dev_stage_environment()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(json.loads(done.stdout))
+
+
+def test_every_event_handler_module_is_checked() -> None:
+    # Given the app's functions, when their modules are listed, then each event source's module is among them.
+    assert set(handler_modules()) >= {
+        "chalicelib.handlers.chat_stream",
+        "chalicelib.handlers.contact_events",
+        "chalicelib.handlers.flow",
+        "chalicelib.handlers.retries",
+    }
+    assert set(NEEDED_AT_IMPORT) <= set(handler_modules())
+    assert set(HEAVY) >= {"chalicelib.adapters.webhooks", "chalicelib.adapters.secrets"}
+
+
+@pytest.mark.parametrize("module", handler_modules())
+def test_handler_module_imports_nothing_heavy(module: str) -> None:
+    # Given a fresh interpreter, as Lambda starts one, when it imports the handler's module,
+    loaded = modules_after_import(module)
+
+    # then boto3 is there (its clients are made on first use) and no heavy module is, nor any other handler's.
+    assert "boto3" in loaded
+    heavy = set(HEAVY) - NEEDED_AT_IMPORT.get(module, set())
+    assert sorted(loaded & heavy) == []
+    assert sorted(name for name in loaded if name.startswith("chalicelib.handlers.") and name != module) == []
