@@ -12,9 +12,7 @@ from chalice.app import Blueprint, IAMAuthorizer, Response
 
 from chalicelib.dependencies import relay
 from chalicelib.handlers.http import error_response, json_response
-from chalicelib.health import HealthReplayBusyError, HealthStoreError
 from chalicelib.observability import logger
-from chalicelib.relay import DestinationUnknownError
 
 destinations_api = Blueprint(__name__)
 # Left for the last delivery of a page to time out and the answer to be written, beyond the destination's timeout.
@@ -24,6 +22,10 @@ ANSWER_MARGIN_SECONDS = 2.0
 @destinations_api.route("/destinations/{name}/enable", methods=["POST"], authorizer=IAMAuthorizer())
 def enable_destination(name: str) -> Response:
     """Re-enable a destination: replay its parked events in order, then enable it (202: call again to resume)."""
+    # Imported here, with the relay on its first use: the API function does not load webhook delivery to wake.
+    from chalicelib.health import HealthReplayBusyError, HealthStoreError  # noqa: PLC0415
+    from chalicelib.relay import DestinationUnknownError  # noqa: PLC0415
+
     try:
         destination = relay().destination(name)
         context = destinations_api.lambda_context

@@ -9,12 +9,6 @@ from __future__ import annotations
 from botocore.exceptions import BotoCoreError, ClientError
 from chalice.app import Blueprint, IAMAuthorizer, Response
 
-from chalicelib.archive_replay import (
-    ReplayArchiveUnavailableError,
-    ReplayDestinationUnknownError,
-    ReplayNotFoundError,
-    parse_request,
-)
 from chalicelib.dependencies import archive_replays
 from chalicelib.errors import RelayError
 from chalicelib.handlers.http import error_response, json_body, json_response
@@ -26,6 +20,13 @@ replays_api = Blueprint(__name__)
 @replays_api.route("/replays", methods=["POST"], authorizer=IAMAuthorizer())
 def start_replay() -> Response:
     """Start a replay: 202 with its id and state; 400, 404 (destination), 409 (no usable archive), 503."""
+    # Imported on first use: the API function does not load the archive and the relay to wake.
+    from chalicelib.archive_replay import (  # noqa: PLC0415
+        ReplayArchiveUnavailableError,
+        ReplayDestinationUnknownError,
+        parse_request,
+    )
+
     try:
         request = parse_request(json_body(replays_api.current_request.raw_body, required=True))
         state = archive_replays().start(request)
@@ -44,6 +45,8 @@ def start_replay() -> Response:
 @replays_api.route("/replays/{replay_id}", methods=["GET"], authorizer=IAMAuthorizer())
 def replay_status(replay_id: str) -> Response:
     """A replay's progress (found, sent, delivered, retrying, parked, failed, skipped) and its outcome."""
+    from chalicelib.archive_replay import ReplayNotFoundError  # noqa: PLC0415
+
     try:
         state = archive_replays().status(replay_id)
     except ReplayNotFoundError as exc:
