@@ -67,18 +67,19 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from chalicelib.destination_kinds import KIND_FIELDS, KINDS, AwsTarget, Kind, parse_target
-from chalicelib.errors import RelayError
+from chalicelib.errors import FieldProblem, RelayError
 from chalicelib.events import EVENT_TYPES, RelayEvent
 from chalicelib.observability import logger
 from chalicelib.retries import DEFAULT_RETRY_POLICY, MAX_ATTEMPTS, MAX_WAIT_SECONDS, RetryPolicy
 from chalicelib.settings import DEVELOPMENT_SWITCHES_OVERRIDE, INSTANCE_ID
+from chalicelib.validation import Rule, read
 
 CONFIG_VERSION = 1
 MAX_TIMEOUT_SECONDS = 30.0
@@ -86,8 +87,8 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 MAX_SECRETS = 3
 MAX_PER_SECOND = 10_000
 MAX_DISABLE_AFTER_HOURS = 720
-PARTICIPANT_ROLES = frozenset({"AGENT", "CUSTOMER", "SYSTEM", "CUSTOM_BOT", "SUPERVISOR"})
-AUDIENCES = ("customer", "agent", "all")
+Role = Literal["AGENT", "CUSTOMER", "CUSTOM_BOT", "SUPERVISOR", "SYSTEM"]
+PARTICIPANT_ROLES = frozenset(get_args(Role))
 TYPING = "chat.typing"
 CALL_STARTED = "call.started"
 WHSEC_PREFIX = "whsec_"
@@ -97,29 +98,11 @@ UNKNOWN_VISIBILITY = "the event's visibility is unknown and the destination filt
 
 Audience = Literal["customer", "agent", "all"]
 SecretKind = Literal["ssm", "secretsmanager", "literal"]
-# Records one problem with a field of the destination being parsed: (field, problem).
-_Fault = Callable[[str, str], None]
 
+_EVENT_SHAPE = re.compile(r"^[a-z*][a-z0-9_.*]{0,63}\Z")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _SSM_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,2048}\Z")
 _SECRETSMANAGER_ID = re.compile(r"^[A-Za-z0-9/_+=.@:\-]{1,2048}\Z")
-_TOP_FIELDS = frozenset({"version", "destinations", "allow_literal_secrets"})
-# Every kind takes the name and the filters; webhooks take the rest, other kinds their own (destination_kinds).
-_COMMON_FIELDS = frozenset({"name", "kind", "events", "audience", "roles", "instances", "include_typing"})
-_DESTINATION_FIELDS = _COMMON_FIELDS | frozenset(
-    {
-        "url",
-        "timeout_seconds",
-        "secrets",
-        "allow_http",
-        "allow_private_network",
-        "allow_literal_secrets",
-        "max_per_second",
-        "disable_after_hours",
-        "retry_schedule",
-        "retry_client_errors",
-    }
-)
 DEVELOPMENT_SWITCHES = ("allow_http", "allow_private_network", "allow_literal_secrets")
 _SWITCH_REFUSED = (
     f"is a development switch, refused in a production stage unless {DEVELOPMENT_SWITCHES_OVERRIDE}=true is set"
@@ -331,27 +314,156 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+@dataclass(frozen=True, kw_only=True)
+class _ConfigFile:
+    """A config document; each of its destinations is read on its own, to be named in its problems."""
+
+    version: Annotated[int, Rule(minimum=CONFIG_VERSION, maximum=CONFIG_VERSION, problem=f"must be {CONFIG_VERSION}")]
+    allow_literal_secrets: bool = False
+    destinations: Annotated[tuple[Any, ...], Rule(problem="must be a list of destination objects")]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DestinationFilters:
+    """What every kind of destination takes: its name and its filters (other kinds add :data:`KIND_FIELDS`)."""
+
+    name: Annotated[
+        str,
+        Rule(
+            pattern=_NAME.pattern,
+            missing="is required",
+            problem="must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        ),
+    ]
+    kind: Kind = "webhook"
+    events: Annotated[
+        tuple[str, ...] | None,
+        Rule(min_length=1, problem="must be a non-empty list of event types (omit it for every type)"),
+    ] = None
+    include_typing: bool = False
+    audience: Audience = "all"
+    roles: Annotated[
+        tuple[Role, ...] | None,
+        Rule(min_length=1, problem="must be a non-empty list of roles: " + ", ".join(sorted(PARTICIPANT_ROLES))),
+    ] = None
+    instances: Annotated[
+        tuple[Annotated[str, Rule(pattern=INSTANCE_ID.pattern)], ...] | None,
+        Rule(
+            min_length=1,
+            problem="must be a non-empty list of Amazon Connect instance ids (1 to 100 letters, digits, -)",
+        ),
+    ] = None
+
+    @staticmethod
+    def cross_checks(valid: Mapping[str, Any]) -> list[FieldProblem]:
+        """Each event type is in the catalogue; include_typing is for events that include chat.typing."""
+        events = valid.get("events")
+        problems = [
+            FieldProblem("events", f"{_shown(pattern)} is not an event type or a 'prefix.*' wildcard of the catalogue")
+            for pattern in events or ()
+            if not _in_catalogue(pattern)
+        ]
+        if valid.get("include_typing") and events is not None and not _matches(TYPING, frozenset(events)):
+            problems.append(FieldProblem("include_typing", f"is true but events does not include {TYPING}"))
+        return problems
+
+
+_RETRY_SCHEDULE = f"must be a list of 1 to {MAX_ATTEMPTS} waits in seconds (0 to {MAX_WAIT_SECONDS:g}), the first one 0"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookFields(DestinationFilters):
+    """A webhook destination: its name and filters, where and how to POST, its signing secrets' references."""
+
+    allow_http: bool = False
+    url: Annotated[str, Rule(min_length=1, non_blank=True, missing="is required", problem="must be a non-empty string")]
+    timeout_seconds: Annotated[
+        float,
+        Rule(
+            exclusive_minimum=0,
+            maximum=MAX_TIMEOUT_SECONDS,
+            problem=f"must be a number of seconds more than 0 and at most {MAX_TIMEOUT_SECONDS:g}",
+        ),
+    ] = DEFAULT_TIMEOUT_SECONDS
+    allow_private_network: bool = False
+    allow_literal_secrets: bool = False
+    # Any entries: each is checked by _secrets, whose messages never quote one (it may be a pasted secret).
+    secrets: Annotated[
+        tuple[Any, ...],
+        Rule(
+            min_length=1,
+            max_length=MAX_SECRETS,
+            missing="is required: every destination signs its webhooks",
+            problem=f"must be a list of 1 to {MAX_SECRETS} secrets (more than one only while rotating)",
+        ),
+    ]
+    max_per_second: Annotated[
+        int | None,
+        Rule(
+            minimum=1,
+            maximum=MAX_PER_SECOND,
+            problem=f"must be a whole number of deliveries a second from 1 to {MAX_PER_SECOND:,}",
+        ),
+    ] = None
+    disable_after_hours: Annotated[
+        float | None,
+        Rule(
+            exclusive_minimum=0,
+            maximum=MAX_DISABLE_AFTER_HOURS,
+            problem=f"must be a number of hours more than 0 and at most {MAX_DISABLE_AFTER_HOURS}",
+        ),
+    ] = None
+    retry_schedule: Annotated[
+        tuple[Annotated[float, Rule(minimum=0, maximum=MAX_WAIT_SECONDS)], ...] | None,
+        Rule(min_length=1, max_length=MAX_ATTEMPTS, problem=_RETRY_SCHEDULE),
+    ] = None
+    retry_client_errors: bool = True
+
+    @staticmethod
+    def cross_checks(valid: Mapping[str, Any]) -> list[FieldProblem]:
+        """The filters' rules, the url's, and a schedule's first wait is the first attempt's: 0."""
+        problems = DestinationFilters.cross_checks(valid)
+        if "url" in valid:
+            problems += [
+                FieldProblem("url", problem) for problem in _url_problems(valid["url"], valid.get("allow_http"))
+            ]
+        schedule = valid.get("retry_schedule")
+        if schedule is not None and schedule[0] != 0:
+            problems.append(FieldProblem("retry_schedule", _RETRY_SCHEDULE))
+        return problems
+
+
+# Problems are listed in the order of the fields (a rule across fields under the field it names), unknown first.
+_FIELD_ORDER = {name: position for position, name in enumerate(["", *WebhookFields.__dataclass_fields__])}
+
+
+def _in_field_order(problems: list[FieldProblem]) -> list[FieldProblem]:
+    def position(problem: FieldProblem) -> int:
+        if problem.problem == "unknown field":
+            return 0
+        return _FIELD_ORDER.get(re.split(r"[.\[]", problem.field, maxsplit=1)[0], len(_FIELD_ORDER))
+
+    return sorted(problems, key=position)
+
+
 def parse_relay_config(raw: object, *, source: str, development_switches: bool = True) -> RelayConfig:
     """Validate a decoded config document (pure); :class:`RelayConfigError` lists every problem.
 
     ``development_switches`` false refuses ``allow_http``, ``allow_private_network`` and ``allow_literal_secrets``.
     """
-    problems: list[str] = []
     if not isinstance(raw, Mapping):
         raise RelayConfigError(source, ["the document must be a JSON object"])
-    for key in sorted(set(raw) - _TOP_FIELDS, key=str):
-        problems.append(f"{key}: unknown field (expected {', '.join(sorted(_TOP_FIELDS))})")
-    version = raw.get("version")
-    if version != CONFIG_VERSION or isinstance(version, bool):
-        problems.append(f"version: must be {CONFIG_VERSION}")
-    allow_literal = _flag(raw, "allow_literal_secrets", "allow_literal_secrets", problems)
+    found = read(_ConfigFile, raw)[1]
+    allow_literal = raw.get("allow_literal_secrets") is True
     if allow_literal and not development_switches:
-        problems.append(f"allow_literal_secrets: {_SWITCH_REFUSED}")
+        found.append(FieldProblem("allow_literal_secrets", _SWITCH_REFUSED))
+    order = list(_ConfigFile.__dataclass_fields__)
+    found.sort(key=lambda p: 0 if p.problem == "unknown field" else 1 + order.index(p.field))
+    expected = f" (expected {', '.join(sorted(order))})"
+    problems = [f"{p.field}: {p.problem}" + expected * (p.problem == "unknown field") for p in found]
     entries = raw.get("destinations")
     destinations: list[Destination] = []
-    if not isinstance(entries, list):
-        problems.append("destinations: must be a list of destination objects")
-    else:
+    if isinstance(entries, list):
         seen: dict[str, int] = {}
         for index, entry in enumerate(entries):
             destination = _parse_destination(
@@ -376,242 +488,108 @@ def _parse_destination(
     if not isinstance(entry, Mapping):
         problems.append(f"destinations[{index}]: must be an object")
         return None
-    before = len(problems)
     name = entry.get("name")
     where = (
         f'destinations[{index}] ("{name}")' if isinstance(name, str) and _NAME.match(name) else f"destinations[{index}]"
     )
-
-    def fault(field_name: str, problem: str) -> None:
-        problems.append(f"{where}.{field_name}: {problem}")
-
     kind = entry.get("kind", "webhook")
     if kind not in KINDS:
-        fault("kind", f"must be one of {', '.join(KINDS)}")
+        problems.append(f"{where}.kind: must be one of {', '.join(KINDS)}")
         return None
-    known = _DESTINATION_FIELDS if kind == "webhook" else _COMMON_FIELDS | KIND_FIELDS[kind]
-    for key in sorted(set(entry) - known, key=str):
-        fault(str(key), "unknown field")
-    if name is None:
-        fault("name", "is required")
-    elif not isinstance(name, str) or not _NAME.match(name):
-        fault("name", "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
-    elif name in seen:
-        fault("name", f"repeats the name of destinations[{seen[name]}]")
+    target: AwsTarget | None = None
+    fields: DestinationFilters | None
+    if kind == "webhook":
+        fields, found = read(WebhookFields, entry)
     else:
-        seen[name] = index
-
-    event_types = _event_types(entry.get("events"), fault)
-    include_typing = _flag(entry, "include_typing", f"{where}.include_typing", problems)
-    if include_typing and event_types is not None and not _matches(TYPING, event_types):
-        fault("include_typing", f"is true but events does not include {TYPING}")
-    audience = entry.get("audience", "all")
-    if audience not in AUDIENCES:
-        fault("audience", f"must be one of {', '.join(AUDIENCES)}")
-    roles = _string_set(
-        entry.get("roles"),
-        "roles",
-        fault,
-        PARTICIPANT_ROLES.__contains__,
-        "roles: " + ", ".join(sorted(PARTICIPANT_ROLES)),
-    )
-    instances = _string_set(
-        entry.get("instances"),
-        "instances",
-        fault,
-        lambda i: INSTANCE_ID.match(i) is not None,
-        "Amazon Connect instance ids (1 to 100 letters, digits, -)",
-    )
-    filters = Destination(
-        name=cast(str, name),
-        url="",
-        event_types=event_types,
-        include_typing=include_typing,
-        participant_roles=roles,
-        audience=cast(Audience, audience),
-        instance_ids=instances,
-    )
-    if kind != "webhook":
-        target = parse_target(kind, entry, fault)
-        if len(problems) > before or target is None:
-            return None
-        return replace(filters, target=target)
-    return _webhook(
-        entry,
-        filters,
-        where=where,
-        problems=problems,
-        fault=fault,
-        allow_literal=allow_literal,
-        development_switches=development_switches,
-        before=before,
-    )
-
-
-def _webhook(
-    entry: Mapping[str, Any],
-    filters: Destination,
-    *,
-    where: str,
-    problems: list[str],
-    fault: _Fault,
-    allow_literal: bool,
-    development_switches: bool,
-    before: int,
-) -> Destination | None:
-    """The webhook fields of a destination whose name and filters are read (``before``: problems before it)."""
-    allow_http = _flag(entry, "allow_http", f"{where}.allow_http", problems)
-    url = _url(entry.get("url"), allow_http, fault)
-    timeout = _timeout(entry.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS), fault)
-    allow_private = _flag(entry, "allow_private_network", f"{where}.allow_private_network", problems)
-    literal_ok = allow_literal or _flag(entry, "allow_literal_secrets", f"{where}.allow_literal_secrets", problems)
-    secrets = _secrets(entry.get("secrets"), literal_ok, fault)
-    if not development_switches:
-        for switch in DEVELOPMENT_SWITCHES:
-            if entry.get(switch) is True:
-                fault(switch, _SWITCH_REFUSED)
-    max_per_second = _max_per_second(entry.get("max_per_second"), fault)
-    disable_after_hours = _disable_after_hours(entry.get("disable_after_hours"), fault)
-    retry_policy = RetryPolicy(
-        schedule=_retry_schedule(entry.get("retry_schedule"), fault),
-        retry_client_errors=_flag(entry, "retry_client_errors", f"{where}.retry_client_errors", problems, True),
-    )
-
-    if len(problems) > before or url is None:
+        fields, found = read(DestinationFilters, {k: v for k, v in entry.items() if k not in KIND_FIELDS[kind]})
+        target = parse_target(kind, entry, lambda key, problem: found.append(FieldProblem(key, problem)))
+    if isinstance(name, str) and _NAME.match(name):
+        if name in seen:
+            found.append(FieldProblem("name", f"repeats the name of destinations[{seen[name]}]"))
+        else:
+            seen[name] = index
+    secrets: tuple[SecretRef, ...] = ()
+    if kind == "webhook":
+        if isinstance(entry.get("secrets"), list) and not any(p.field == "secrets" for p in found):
+            literal_ok = allow_literal or entry.get("allow_literal_secrets") is True
+            secrets = _secrets(entry["secrets"], literal_ok, found)
+        if not development_switches:
+            found += [
+                FieldProblem(switch, _SWITCH_REFUSED) for switch in DEVELOPMENT_SWITCHES if entry.get(switch) is True
+            ]
+    problems += [f"{where}.{p.field}: {p.problem}" for p in _in_field_order(found)]
+    if found or fields is None:
         return None
+    filters = Destination(
+        name=fields.name,
+        url="",
+        event_types=None if fields.events is None else frozenset(fields.events),
+        include_typing=fields.include_typing,
+        participant_roles=None if fields.roles is None else frozenset(fields.roles),
+        audience=fields.audience,
+        instance_ids=None if fields.instances is None else frozenset(fields.instances),
+    )
+    if not isinstance(fields, WebhookFields):
+        return None if target is None else replace(filters, target=target)
+    hours = fields.disable_after_hours
     return replace(
         filters,
-        url=url,
-        timeout_seconds=timeout,
+        url=fields.url,
+        timeout_seconds=float(fields.timeout_seconds),
         secrets=secrets,
-        allow_http=allow_http,
-        allow_private_network=allow_private,
-        max_per_second=max_per_second,
-        disable_after_seconds=None if disable_after_hours is None else disable_after_hours * 3600,
-        retry_policy=retry_policy,
+        allow_http=fields.allow_http,
+        allow_private_network=fields.allow_private_network,
+        max_per_second=fields.max_per_second,
+        disable_after_seconds=None if hours is None else float(hours) * 3600,
+        retry_policy=RetryPolicy(
+            schedule=DEFAULT_RETRY_POLICY.schedule
+            if fields.retry_schedule is None
+            else tuple(float(wait) for wait in fields.retry_schedule),
+            retry_client_errors=fields.retry_client_errors,
+        ),
     )
 
 
-def _flag(entry: Mapping[str, Any], key: str, where: str, problems: list[str], default: bool = False) -> bool:
-    value = entry.get(key, default)
-    if not isinstance(value, bool):
-        problems.append(f"{where}: must be true or false")
-        return False
-    return value
-
-
-def _url(value: object, allow_http: bool, fault: _Fault) -> str | None:
-    if value is None:
-        fault("url", "is required")
-        return None
+def _url_problems(value: str, allow_http: object) -> list[str]:
     # The url is never echoed: a receiver's url can carry a token in its path or query.
-    if not isinstance(value, str) or not value.strip():
-        fault("url", "must be a non-empty string")
-        return None
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - urlsplit checks the port only when it is read
     except ValueError:
-        fault("url", "is not a valid URL")
-        return None
-    schemes = ("https", "http") if allow_http else ("https",)
-    ok = True
-    if parts.scheme not in schemes:
-        fault("url", "must use https (http only with allow_http: true)")
-        ok = False
+        return ["is not a valid URL"]
+    problems = []
+    if parts.scheme not in (("https", "http") if allow_http is True else ("https",)):
+        problems.append("must use https (http only with allow_http: true)")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        fault("url", "must not carry credentials (user:password@); signatures authenticate the relay")
-        ok = False
+        problems.append("must not carry credentials (user:password@); signatures authenticate the relay")
     if not parts.hostname:
-        fault("url", "has no host")
-        ok = False
+        problems.append("has no host")
     if parts.fragment:
-        fault("url", "must not have a #fragment (it is never sent)")
-        ok = False
-    return value if ok else None
+        problems.append("must not have a #fragment (it is never sent)")
+    return problems
 
 
 def _matches(event_type: str, patterns: frozenset[str]) -> bool:
     return any(event_type == p or (p.endswith("*") and event_type.startswith(p[:-1])) for p in patterns)
 
 
-def _event_types(value: object, fault: _Fault) -> frozenset[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        fault("events", "must be a non-empty list of event types (omit it for every type)")
-        return None
-    for pattern in value:
-        if pattern.endswith(".*"):
-            known = any(t.startswith(pattern[:-1]) for t in EVENT_TYPES)
-        else:
-            known = "*" not in pattern and pattern in EVENT_TYPES
-        if not known:
-            fault("events", f"{pattern!r} is not an event type or a 'prefix.*' wildcard of the catalogue")
-    return frozenset(value)
+def _shown(pattern: str) -> str:
+    """A pattern quoted when it has an event type's shape; anything else (a pasted URL, say) is not echoed."""
+    return repr(pattern) if _EVENT_SHAPE.match(pattern) else "an entry"
 
 
-def _string_set(
-    value: object, key: str, fault: _Fault, valid: Callable[[str], bool], expected: str
-) -> frozenset[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and valid(v) for v in value):
-        fault(key, f"must be a non-empty list of {expected}")
-        return None
-    return frozenset(value)
+def _in_catalogue(pattern: str) -> bool:
+    if pattern.endswith(".*"):
+        return any(t.startswith(pattern[:-1]) for t in EVENT_TYPES)
+    return "*" not in pattern and pattern in EVENT_TYPES
 
 
-def _timeout(value: object, fault: _Fault) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT_SECONDS:
-        fault("timeout_seconds", f"must be a number of seconds more than 0 and at most {MAX_TIMEOUT_SECONDS:g}")
-        return DEFAULT_TIMEOUT_SECONDS
-    return float(value)
+def _secrets(value: list[Any], literal_ok: bool, found: list[FieldProblem]) -> tuple[SecretRef, ...]:
+    """The references of a list of 1 to 3 entries; each entry's problem is added to ``found``."""
 
+    def fault(where: str, problem: str) -> None:
+        found.append(FieldProblem(where, problem))
 
-def _max_per_second(value: object, fault: _Fault) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PER_SECOND:
-        fault("max_per_second", f"must be a whole number of deliveries a second from 1 to {MAX_PER_SECOND:,}")
-        return None
-    return value
-
-
-def _disable_after_hours(value: object, fault: _Fault) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_DISABLE_AFTER_HOURS:
-        fault("disable_after_hours", f"must be a number of hours more than 0 and at most {MAX_DISABLE_AFTER_HOURS}")
-        return None
-    return float(value)
-
-
-def _retry_schedule(value: object, fault: _Fault) -> tuple[float, ...]:
-    default = DEFAULT_RETRY_POLICY.schedule
-    if value is None:
-        return default
-    if (
-        not isinstance(value, list)
-        or not 1 <= len(value) <= MAX_ATTEMPTS
-        or any(isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w <= MAX_WAIT_SECONDS for w in value)
-        or value[0] != 0
-    ):
-        fault(
-            "retry_schedule",
-            f"must be a list of 1 to {MAX_ATTEMPTS} waits in seconds (0 to {MAX_WAIT_SECONDS:g}), the first one 0",
-        )
-        return default
-    return tuple(float(w) for w in value)
-
-
-def _secrets(value: object, literal_ok: bool, fault: _Fault) -> tuple[SecretRef, ...]:
-    if value is None:
-        fault("secrets", "is required: every destination signs its webhooks")
-        return ()
-    if not isinstance(value, list) or not 1 <= len(value) <= MAX_SECRETS:
-        fault("secrets", f"must be a list of 1 to {MAX_SECRETS} secrets (more than one only while rotating)")
-        return ()
     positions: dict[SecretRef, int] = {}
     for position, item in enumerate(value):
         # No message here may quote ``item``: a misformatted entry is most likely a pasted secret.

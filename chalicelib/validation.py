@@ -19,6 +19,7 @@ about 90 to 140 ms of CPU to a cold start with three models.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 from collections.abc import Mapping
@@ -34,13 +35,16 @@ T = TypeVar("T")
 class Rule:
     """A value's limits and its description; ``problem`` replaces the generic text of any problem with it.
 
-    ``non_blank``: a string must hold more than whitespace. ``contains``: a list must hold this entry.
+    ``non_blank``: a string must hold more than whitespace. ``contains``: a list must hold this entry. ``missing``
+    replaces the text of an absent required field (else ``problem``, else "required"). ``min_length`` and
+    ``max_length`` count a list's entries too.
     """
 
     min_length: int | None = None
     max_length: int | None = None
-    minimum: int | None = None
-    maximum: int | None = None
+    minimum: float | None = None
+    exclusive_minimum: float | None = None
+    maximum: float | None = None
     pattern: str | None = None
     format: str | None = None
     unique: bool = False
@@ -48,14 +52,16 @@ class Rule:
     contains: str | None = None
     description: str | None = None
     problem: str | None = None
+    missing: str | None = None
     name: str | None = None
 
 
 _NO_RULE = Rule()
-_JSON_TYPES: dict[type, str] = {str: "string", int: "integer", bool: "boolean"}
+_JSON_TYPES: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _TYPE_PROBLEMS: dict[type, str] = {
     str: "must be a string",
     int: "must be a whole number",
+    float: "must be a number",
     bool: "must be true or false",
 }
 _NOT_UNICODE = "must be valid Unicode text (a lone surrogate such as \\ud800 has no UTF-8 form)"
@@ -130,7 +136,7 @@ def _object(cls: type[T], body: Mapping[str, Any], path: str) -> tuple[T, list[F
         where = f"{path}.{field.key}" if path else field.key
         if field.key not in body:
             if field.required:
-                problems.append(FieldProblem(where, field.rule.problem or "required"))
+                problems.append(FieldProblem(where, field.rule.missing or field.rule.problem or "required"))
             else:
                 values[field.name] = valid[field.key] = field.default
             continue
@@ -188,8 +194,10 @@ def _mapping(value: dict[Any, Any], args: tuple[Any, Any], where: str) -> tuple[
 def _list(value: Any, entry: Any, rule: Rule, where: str) -> tuple[Any, list[FieldProblem]]:
     if not isinstance(value, list):
         return None, [FieldProblem(where, "must be a list")]
-    if rule.min_length is not None and len(value) < rule.min_length:
-        return None, [FieldProblem(where, f"must have at least {rule.min_length} entries")]
+    low, high = rule.min_length or 0, rule.max_length
+    if len(value) < low or (high is not None and len(value) > high):
+        entries = f"{low} to {high} entries" if high is not None else f"at least {low} entries"
+        return None, [FieldProblem(where, f"must have {entries}")]
     if rule.unique and len({repr(item) for item in value}) != len(value):
         return None, [FieldProblem(where, "must not repeat an entry")]
     entry, entry_rule = _unwrap(entry, _NO_RULE)
@@ -201,12 +209,20 @@ def _list(value: Any, entry: Any, rule: Rule, where: str) -> tuple[Any, list[Fie
 
 def _problem(value: Any, kind: Any, rule: Rule) -> str | None:
     """What is wrong with ``value`` as a scalar ``kind`` under ``rule``, or None."""
+    if kind is Any:
+        return None
     if get_origin(kind) is Literal:
         allowed = get_args(kind)
         if isinstance(value, str) and value in allowed:
             return None
         return f"must be {allowed[0]}" if len(allowed) == 1 else "must be one of " + ", ".join(allowed)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (
+        not isinstance(value, kind)
+        or (kind is int and isinstance(value, bool))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         return _TYPE_PROBLEMS[kind]
     if isinstance(value, str):
         low, high = rule.min_length or 0, rule.max_length
@@ -219,11 +235,24 @@ def _problem(value: Any, kind: Any, rule: Rule) -> str | None:
             return "is not in the expected form"
         if not _is_unicode_text(value):
             return _NOT_UNICODE
-    if isinstance(value, int) and (
-        (rule.minimum is not None and value < rule.minimum) or (rule.maximum is not None and value > rule.maximum)
-    ):
-        return f"must be from {rule.minimum} to {rule.maximum}"
+    if isinstance(value, int | float) and not _within(value, rule):
+        if rule.minimum is not None and rule.maximum is not None:
+            return f"must be from {rule.minimum:g} to {rule.maximum:g}"
+        bounds = [
+            f"more than {rule.exclusive_minimum:g}" if rule.exclusive_minimum is not None else "",
+            f"at least {rule.minimum:g}" if rule.minimum is not None else "",
+            f"at most {rule.maximum:g}" if rule.maximum is not None else "",
+        ]
+        return "must be " + " and ".join(bound for bound in bounds if bound)
     return None
+
+
+def _within(value: float, rule: Rule) -> bool:
+    return (
+        (rule.minimum is None or value >= rule.minimum)
+        and (rule.exclusive_minimum is None or value > rule.exclusive_minimum)
+        and (rule.maximum is None or value <= rule.maximum)
+    )
 
 
 def _is_unicode_text(value: str) -> bool:
@@ -263,10 +292,12 @@ def _schema(kind: Any, rule: Rule) -> dict[str, Any]:
         (kind,) = (arg for arg in get_args(kind) if arg is not type(None))
         kind, rule = _unwrap(kind, rule)
     schema = _type_schema(kind)
+    array = schema.get("type") == "array"
     limits: dict[str, Any] = {
-        ("minItems" if schema.get("type") == "array" else "minLength"): rule.min_length,
-        "maxLength": rule.max_length,
+        ("minItems" if array else "minLength"): rule.min_length,
+        ("maxItems" if array else "maxLength"): rule.max_length,
         "minimum": rule.minimum,
+        "exclusiveMinimum": rule.exclusive_minimum,
         "maximum": rule.maximum,
         "pattern": rule.pattern or (r"\S" if rule.non_blank else None),
         "format": rule.format,
@@ -290,4 +321,6 @@ def _type_schema(kind: Any) -> dict[str, Any]:
         return {"type": "object", "propertyNames": names, "additionalProperties": _schema(args[1], _NO_RULE)}
     if dataclasses.is_dataclass(kind):
         return json_schema(kind)  # type: ignore[arg-type]
+    if kind is Any:
+        return {}
     return {"type": _JSON_TYPES[kind]}

@@ -721,3 +721,35 @@ def test_health_fields_are_read_and_default_to_none():
     limited, plain = config.destinations
     assert (limited.max_per_second, limited.disable_after_seconds) == (20, 1800.0)
     assert (plain.max_per_second, plain.disable_after_seconds) == (None, None)
+
+
+# --- any entry: read or refused, never echoing a url or a secret -------------------------------------------
+
+TOKEN = "s3cr3t-t0k3n"
+PLANTED = [f"https://hooks.example.com/in?token={TOKEN}", f"ssm:/x?{TOKEN}", SECRET]
+config_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10) | st.sampled_from(PLANTED),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+ENTRY_FIELDS = [
+    *("name", "kind", "url", "events", "audience", "roles", "instances", "include_typing", "timeout_seconds"),
+    *("secrets", "allow_http", "allow_private_network", "allow_literal_secrets", "max_per_second"),
+    *("disable_after_hours", "retry_schedule", "retry_client_errors", "bucket", "queue_arn"),
+]
+
+
+@settings(max_examples=300)
+@given(overrides=st.dictionaries(st.sampled_from(ENTRY_FIELDS), config_values, max_size=5))
+def test_any_entry_is_read_or_refused_without_echoing_a_url_or_a_secret(overrides: dict[str, Any]) -> None:
+    """Given any entry (urls with tokens and secrets planted in its values), then it is read, or refused with
+    messages that carry none of them."""
+    document = {"version": 1, "destinations": [entry(**overrides)]}
+    try:
+        parse_relay_config(document, source="t")
+    except RelayConfigError as exc:
+        refusal = str(exc)
+    else:
+        return
+    assert TOKEN not in refusal
+    assert SECRET.removeprefix("whsec_") not in refusal

@@ -195,3 +195,29 @@ def test_nested_types_write_their_schema() -> None:
     }
     assert schema["properties"]["modes"]["contains"] == {"const": "a"}
     Draft202012Validator(schema).validate({"inner": {"kind": "on", "text": "hi"}, "tags": {"a": 1}, "modes": ["a"]})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Numbers:
+    seconds: Annotated[float, Rule(exclusive_minimum=0, maximum=30)] = 10.0
+    waits: Annotated[tuple[Annotated[float, Rule(minimum=0)], ...] | None, Rule(min_length=1, max_length=2)] = None
+    anything: Annotated[tuple[Any, ...], Rule(missing="is required: say something")]
+
+
+def test_numbers_bounded_lists_any_entries_and_the_missing_text() -> None:
+    assert parse(Numbers, {"seconds": 30, "waits": [0, 1.5], "anything": [None, {"a": 1}]}).waits == (0, 1.5)
+    with pytest.raises(RequestValidationError) as caught:
+        parse(Numbers, {"seconds": 0, "waits": [0, 1, 2]})
+    assert [(p.field, p.problem) for p in caught.value.problems] == [
+        ("seconds", "must be more than 0 and at most 30"),
+        ("waits", "must have 1 to 2 entries"),
+        ("anything", "is required: say something"),
+    ]
+    for value in (float("nan"), float("inf"), True, "1"):
+        assert read(Numbers, {"seconds": value, "anything": []})[1] == [FieldProblem("seconds", "must be a number")]
+    assert json_schema(Numbers)["properties"]["seconds"] == {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 30,
+        "default": 10.0,
+    }
