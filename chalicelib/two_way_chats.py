@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 from chalicelib.errors import (
     ChatConnectionExpiredError,
@@ -30,7 +30,7 @@ from chalicelib.errors import (
     RequestValidationError,
 )
 from chalicelib.strict_json import STRICT_JSON
-from chalicelib.validation import Rule, parse
+from chalicelib.validation import Rule, parse, read
 
 if TYPE_CHECKING:
     from chalicelib.adapters.attachment_files import AttachmentFiles
@@ -145,6 +145,62 @@ class OutgoingEvent:
     content: str | None
 
 
+_TOO_LARGE: Final = (
+    f"must be base64 of at most {MAX_ONE_STEP_BYTES} bytes (larger files: the two-step form, size_bytes)"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttachmentBody:
+    """The body of ``POST /chats/{contact_id}/attachments``: the bytes (one step) or their size (two steps)."""
+
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "description": "One step: content_base64 (at most 4 MiB of bytes). Two steps: size_bytes (at most 20 MiB, "
+        "Connect's limit); the answer says where to PUT the bytes, then POST the complete_path. The name's extension "
+        f"must be one Connect accepts ({' '.join(sorted(ATTACHMENT_TYPES))}) and content_type its MIME type.",
+        "oneOf": [{"required": ["content_base64"]}, {"required": ["size_bytes"]}],
+    }
+    name: Annotated[
+        str,
+        Rule(
+            min_length=1,
+            max_length=MAX_ATTACHMENT_NAME,
+            non_blank=True,
+            problem=f"required: 1 to {MAX_ATTACHMENT_NAME} characters, with the extension",
+        ),
+    ]
+    content_type: Annotated[str, Rule(min_length=1, max_length=255, problem="must be the file's MIME type")]
+    # Measured before decoding, so an oversized body costs no decoding; an empty one decodes to nothing.
+    content_base64: Annotated[str | None, Rule(max_length=(MAX_ONE_STEP_BYTES + 2) // 3 * 4, problem=_TOO_LARGE)] = None
+    size_bytes: Annotated[
+        int | None,
+        Rule(
+            minimum=1,
+            maximum=MAX_ATTACHMENT_BYTES,
+            problem=f"must be the file's size in bytes: Connect accepts 1 to {MAX_ATTACHMENT_BYTES}",
+        ),
+    ] = None
+
+    @staticmethod
+    def cross_checks(valid: Mapping[str, Any]) -> list[FieldProblem]:
+        """Connect's extensions and their MIME types; the bytes or their size, not both."""
+        problems = []
+        if "name" in valid:
+            allowed = ATTACHMENT_TYPES.get(PurePosixPath(valid["name"]).suffix.lower(), ())
+            if not allowed:
+                problems.append(
+                    FieldProblem("name", f"Connect accepts only {' '.join(sorted(ATTACHMENT_TYPES))} files")
+                )
+            elif "content_type" in valid and valid["content_type"].lower() not in allowed:
+                problems.append(FieldProblem("content_type", f"must be {' or '.join(allowed)}"))
+        encoded, size = valid.get("content_base64", ""), valid.get("size_bytes", 0)
+        if encoded is not None and size is not None:
+            problems.append(FieldProblem("size_bytes", "give either content_base64 or size_bytes, not both"))
+        elif encoded is None and size is None:
+            problems.append(FieldProblem("size_bytes", "required without content_base64: the file's size in bytes"))
+        return problems
+
+
 @dataclass(frozen=True)
 class OutgoingAttachment:
     """A validated attachment: its bytes for the one-step form, or None for the two-step one."""
@@ -157,15 +213,6 @@ class OutgoingAttachment:
 
 def _utf8_bytes(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _unknown(body: Mapping[str, Any], known: set[str]) -> list[FieldProblem]:
-    return [FieldProblem(name, "unknown field") for name in sorted(set(body) - known)]
-
-
-def _fail_on(problems: list[FieldProblem]) -> None:
-    if problems:
-        raise RequestValidationError(problems)
 
 
 def message_request(body: Mapping[str, Any]) -> OutgoingMessage:
@@ -182,62 +229,30 @@ def event_request(body: Mapping[str, Any]) -> OutgoingEvent:
 
 def attachment_request(body: Mapping[str, Any]) -> OutgoingAttachment:
     """An attachment: ``{"name", "content_type", "content_base64"}`` (one step) or ``{..., "size_bytes"}`` (two)."""
-    problems = _unknown(body, {"name", "content_type", "content_base64", "size_bytes"})
-    name = body.get("name")
-    content_type = body.get("content_type")
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_ATTACHMENT_NAME:
-        problems.append(FieldProblem("name", f"required: 1 to {MAX_ATTACHMENT_NAME} characters, with the extension"))
-        allowed: tuple[str, ...] = ()
-    else:
-        allowed = ATTACHMENT_TYPES.get(PurePosixPath(name).suffix.lower(), ())
-        if not allowed:
-            accepted = " ".join(sorted(ATTACHMENT_TYPES))
-            problems.append(FieldProblem("name", f"Connect accepts only {accepted} files"))
-    if not isinstance(content_type, str) or (allowed and content_type.lower() not in allowed):
-        expected = " or ".join(allowed) if allowed else "the file's MIME type"
-        problems.append(FieldProblem("content_type", f"must be {expected}"))
-    content = _attachment_bytes(body, problems)
-    declared = body.get("size_bytes")
-    size = 0
-    if content is not None:
-        size = len(content)
-    elif isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1:
-        size = declared
-    elif "content_base64" not in body:
-        problems.append(FieldProblem("size_bytes", "required without content_base64: the file's size in bytes"))
-    if size > MAX_ATTACHMENT_BYTES:
-        limit = f"Connect accepts attachments of at most {MAX_ATTACHMENT_BYTES} bytes"
-        problems.append(FieldProblem("size_bytes", limit))
-    _fail_on(problems)
-    return OutgoingAttachment(name=str(name), content_type=str(content_type), size_bytes=size, content=content)
-
-
-def _attachment_bytes(body: Mapping[str, Any], problems: list[FieldProblem]) -> bytes | None:
+    attachment, problems = read(AttachmentBody, body)
+    content = None
     encoded = body.get("content_base64")
-    if encoded is None:
-        return None
-    if "size_bytes" in body:
-        problems.append(FieldProblem("size_bytes", "give either content_base64 or size_bytes, not both"))
-    too_large = FieldProblem(
-        "content_base64",
-        f"must be base64 of at most {MAX_ONE_STEP_BYTES} bytes (larger files: the two-step form, size_bytes)",
-    )
-    # Measured before decoding, so an oversized body costs no decoding.
-    if not isinstance(encoded, str) or len(encoded) > (MAX_ONE_STEP_BYTES + 2) // 3 * 4:
-        problems.append(too_large)
-        return None
+    # Decoded once, here, and only when the text is a string of an acceptable length.
+    if isinstance(encoded, str) and "content_base64" not in {problem.field for problem in problems}:
+        content, problem = _decoded(encoded)
+        if problem is not None:
+            problems.append(FieldProblem("content_base64", problem))
+    if attachment is None or problems:
+        raise RequestValidationError(problems)
+    size = len(content) if content is not None else attachment.size_bytes or 0
+    return OutgoingAttachment(attachment.name, attachment.content_type, size_bytes=size, content=content)
+
+
+def _decoded(encoded: str) -> tuple[bytes | None, str | None]:
     try:
         content = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        problems.append(FieldProblem("content_base64", "must be base64"))
-        return None
+        return None, "must be base64"
     if not content:
-        problems.append(FieldProblem("content_base64", "must not be empty"))
-        return None
+        return None, "must not be empty"
     if len(content) > MAX_ONE_STEP_BYTES:
-        problems.append(too_large)
-        return None
-    return content
+        return None, _TOO_LARGE
+    return content, None
 
 
 def _is_json(text: str) -> bool:

@@ -21,7 +21,7 @@ from chalicelib.events import EVENT_TYPES, SCHEMA_DIR
 from chalicelib.handlers.docs import OPENAPI_FILE
 from chalicelib.handlers.redrive_api import RedriveRequest
 from chalicelib.streaming import StartStreamingRequest
-from chalicelib.two_way_chats import ChatEventRequest, OutgoingMessage
+from chalicelib.two_way_chats import AttachmentBody, ChatEventRequest, OutgoingMessage
 from chalicelib.validation import json_schema
 
 BASE_FILE = Path(__file__).parent / "openapi_base.json"
@@ -31,6 +31,7 @@ REQUEST_TYPES: dict[str, type] = {
     "ChatContactRequest": ChatContactRequest,
     "ChatMessageRequest": OutgoingMessage,
     "ChatEventRequest": ChatEventRequest,
+    "ChatAttachmentRequest": AttachmentBody,
     "RedriveRequest": RedriveRequest,
     "ArchiveReplayRequest": ReplayBody,
     "StartStreamingRequest": StartStreamingRequest,

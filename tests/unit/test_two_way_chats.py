@@ -188,3 +188,26 @@ def test_the_principal_is_who_api_gateway_authorised(context: dict[str, Any], pr
     }
     request = Request(event)
     assert principal_of(request) == principal
+
+
+PLANTED = ["whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=", "https://user:password@hooks.example.com/in?token=t0k3n", "x\ud800y"]
+PLANTED_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10) | st.sampled_from(PLANTED),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    max_leaves=8,
+)
+BODY_FIELDS = st.sampled_from(["content", "content_type", "type", "message_id", "name", "size_bytes", "content_base64"])
+
+
+@pytest.mark.parametrize("build", [message_request, event_request, attachment_request])
+@given(body=st.dictionaries(BODY_FIELDS, PLANTED_VALUES, max_size=5))
+def test_a_refused_value_is_never_echoed(build: Any, body: dict[str, Any]) -> None:
+    # Given any body with secrets, URLs and lone surrogates planted in its values, When it is refused
+    try:
+        build(body)
+    except RequestValidationError as exc:
+        problems = exc.problems
+    else:
+        return
+    # Then no problem's text carries one of them
+    assert not [p for p in problems for planted in PLANTED if planted in p.problem]
