@@ -58,6 +58,18 @@ EMPTY_POLL_PAUSE = 0.2
 SECRET = "whsec_" + "Y2hhb3MtcnVuLXNpZ25pbmcta2V5LTAxMjM0NTY3ODk="  # a throwaway key for loopback only
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User and system CPU seconds of a process (this one by default), from /proc where there is one."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def sqs_lambda_event(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The event Lambda's SQS event source mapping hands a function, for messages from ReceiveMessage."""
     return {
@@ -316,6 +328,19 @@ def inject_aws_faults(faults: Faults) -> None:
         client.meta.events.register_first(f"before-send.{service}", fail)  # type: ignore[arg-type]
 
 
+def count_aws_calls(calls: Counter[str], lock: threading.Lock) -> None:
+    """Count the relay's AWS calls by service and operation (a call botocore retries counts once)."""
+    from chalicelib import clients
+
+    for client in (clients.sqs(), clients.s3(), clients.dynamodb(), clients.dynamodb_for_health()):
+
+        def counted(model: Any, **_: Any) -> None:
+            with lock:
+                calls[f"{model.service_model.endpoint_prefix}:{model.name}"] += 1
+
+        client.meta.events.register("before-call", counted)
+
+
 class FanoutCrash(RuntimeError):
     """Injected: the invocation dies in the middle of a fan-out."""
 
@@ -404,27 +429,27 @@ class Run:
         self.lock = threading.Lock()
         self.lambda_retries = 0
         self.batches = 0
+        self.aws_calls: Counter[str] = Counter()
         OUT.mkdir(exist_ok=True)
         self.moto = self._start_moto()
         self.receivers = self._start_receivers()
         self._configure()
 
-    def _start_moto(self) -> list[subprocess.Popen[bytes]]:
+    def _start_moto(self) -> dict[str, subprocess.Popen[bytes]]:
         """One moto server per service, each a process of its own: moto's CPU is then neither the relay's (nor its
         GIL), and SQS does not wait behind S3."""
-        servers, self.endpoints = [], {}
+        servers: dict[str, subprocess.Popen[bytes]] = {}
+        self.endpoints = {}
         for service in ("sqs", "s3", "dynamodb"):
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", 0))
                 port = int(sock.getsockname()[1])
-            servers.append(
-                subprocess.Popen(  # noqa: S603 - moto's server, from this virtualenv (scripts/moto_service.py)
-                    [sys.executable, "-m", "scripts.moto_service", "-H", "127.0.0.1", "-p", str(port)],
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env={**os.environ, "MOTO_ACCOUNT_ID": ACCOUNT},
-                )
+            servers[service] = subprocess.Popen(  # noqa: S603 - moto's server, from this virtualenv
+                [sys.executable, "-m", "scripts.moto_service", "-H", "127.0.0.1", "-p", str(port)],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "MOTO_ACCOUNT_ID": ACCOUNT},
             )
             self.endpoints[service] = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 30
@@ -492,6 +517,17 @@ class Run:
         os.environ.pop("AWS_PROFILE", None)
         os.environ.pop("AWS_ENDPOINT_URL_CONNECT", None)
         import boto3
+        from botocore.config import Config
+
+        from chalicelib import clients
+
+        # Lambda runs each invocation in a container of its own, with its own connections; here the hot path's and
+        # the retry consumers' invocations share one process's clients, whose pools of 10 would drop and reopen a
+        # connection on most calls (a cost no container pays).
+        pool = Config(max_pool_connections=self.plan.hot_workers + self.plan.retry_workers)
+        clients._DEFAULT_CONFIG = clients._DEFAULT_CONFIG.merge(pool)
+        clients._HEALTH_CONFIG = clients._HEALTH_CONFIG.merge(pool)
+        clients.reset()
 
         self.sqs = boto3.client("sqs")  # Lambda's event source mapping: AWS's side, not the relay's
         self.s3 = boto3.client("s3")
@@ -529,6 +565,7 @@ class Run:
         chaotic = chaotic_fanout(self.faults)
         dependencies.fanout = lambda: chaotic  # type: ignore[assignment]
         inject_aws_faults(self.faults)
+        count_aws_calls(self.aws_calls, self.lock)
 
     # -- Lambda's side -------------------------------------------------------------------------------------------
 
@@ -706,6 +743,14 @@ class Run:
             flush=True,
         )
         print(f"chaos: injected {injected}", flush=True)
+        cpu = {"relay": cpu_seconds(), **{name: cpu_seconds(server.pid) for name, server in self.moto.items()}}
+        print(
+            f"chaos: cpu seconds {' '.join(f'{k}={v:.1f}' for k, v in cpu.items())} total={sum(cpu.values()):.1f} "
+            f"({sum(cpu.values()) / self.plan.items * 1000:.0f} ms an item; the relay's includes the receivers')",
+            flush=True,
+        )
+        calls = ", ".join(f"{k}={v / self.plan.items:.2f}" for k, v in sorted(self.aws_calls.items()))
+        print(f"chaos: the relay's AWS calls an item: {calls}", flush=True)
         for name, receiver in self.receivers.items():
             got = sum(1 for wid in receiver.ledger.delivered if (name, wid) in expected)
             parked_here = sum(1 for p in parked if p[0] == name)
@@ -722,9 +767,9 @@ class Run:
         self.stop.set()
         for receiver in self.receivers.values():
             receiver.stop()
-        for server in self.moto:
+        for server in self.moto.values():
             server.terminate()
-        for server in self.moto:
+        for server in self.moto.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 server.wait(timeout=5)
 

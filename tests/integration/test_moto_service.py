@@ -98,13 +98,30 @@ def test_queue_counts_are_at_most_a_moment_old_and_messages_are_received_and_del
         time.sleep(COUNT_SECONDS * 1.5)
         counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
+        sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+        time.sleep(COUNT_SECONDS * 1.5)
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesDelayed"]) == ("0", "1")
+        assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
 
 
 def test_the_patches_are_undone_on_the_way_out() -> None:
+    from moto import backends
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.sqs import models
     from moto.sqs.models import Queue
 
-    before = (DynamoDBBackend.transact_write_items, Queue.__dict__["approximate_number_of_messages"])
+    def current() -> tuple[Any, ...]:
+        return (
+            DynamoDBBackend.transact_write_items,
+            Queue.__dict__["approximate_number_of_messages"],
+            models.unix_time_millis,  # type: ignore[attr-defined]
+            backends.list_of_moto_modules,
+        )
+
+    before = current()
     with patched():
-        assert DynamoDBBackend.transact_write_items is not before[0]
-    assert (DynamoDBBackend.transact_write_items, Queue.__dict__["approximate_number_of_messages"]) == before
+        assert all(now is not then for now, then in zip(current(), before, strict=True))
+        assert "sqs" in backends.list_of_moto_modules()
+        assert abs(models.unix_time_millis() - time.time() * 1000) < 1000  # type: ignore[attr-defined]
+    assert current() == before
