@@ -121,6 +121,7 @@ class Relay:
         ticket: RetryTicket | None = None,
         resend: bool = False,
         delivered: Container[Pair] | None = None,
+        answered: list[Pair] | None = None,
     ) -> DeliveryResult:
         """Deliver ``event`` to ``destination`` once more and settle the attempt: every retry goes through here.
 
@@ -128,11 +129,19 @@ class Relay:
         Unless ``resend`` (an explicit re-send, such as a replay: delivered again even if it was delivered before,
         and so are its retries), a pair the delivery ledger knows as delivered is not sent again: the result is
         ``already_delivered``. ``delivered``: the pairs known delivered, read beforehand (a whole retry batch in
-        one read); None reads the ledger for this pair.
+        one read); None reads the ledger for this pair. ``answered``: a 2xx answer's pair is appended to it, for
+        the caller to record with :meth:`record_delivered` (a whole retry batch in one write); None records it here.
         """
         resend = resend or (ticket is not None and ticket.resend)
         return self._deliver(
-            event, [destination], deadline=deadline, replay=False, ticket=ticket, resend=resend, delivered=delivered
+            event,
+            [destination],
+            deadline=deadline,
+            replay=False,
+            ticket=ticket,
+            resend=resend,
+            delivered=delivered,
+            answered=answered,
         )[0]
 
     def delivered_among(self, tickets: Sequence[RetryTicket]) -> frozenset[Pair]:
@@ -150,9 +159,16 @@ class Relay:
         ]
         return self._known_delivered(pairs)
 
-    def retry(self, ticket: RetryTicket, *, deadline: float | None, delivered: Container[Pair] | None = None) -> None:
+    def retry(
+        self,
+        ticket: RetryTicket,
+        *,
+        deadline: float | None,
+        delivered: Container[Pair] | None = None,
+        answered: list[Pair] | None = None,
+    ) -> None:
         """One ticket from the retry queue: sent round again if early, dropped as done if the ledger knows the
-        pair delivered, else delivered and settled. ``delivered``: see :meth:`redeliver`.
+        pair delivered, else delivered and settled. ``delivered`` and ``answered``: see :meth:`redeliver`.
 
         Raises when the outcome could be kept neither in the queue nor in S3: the message then stays on the queue.
         """
@@ -173,7 +189,12 @@ class Relay:
             count("DeliveryExhausted")
             logger.error("retry ticket for a destination no longer configured", extra={"key": key})
             return
-        self.redeliver(destination, event, deadline=deadline, ticket=ticket, delivered=delivered)
+        self.redeliver(destination, event, deadline=deadline, ticket=ticket, delivered=delivered, answered=answered)
+
+    def record_delivered(self, pairs: Collection[Pair]) -> None:
+        """Tell the delivery ledger these pairs were answered 2xx (those gathered in ``answered``); a ledger that
+        cannot be written only lets a redelivery of them through again, with the same ``webhook-id``."""
+        self._record(pairs)
 
     def enable(
         self,
@@ -209,6 +230,7 @@ class Relay:
         ticket: RetryTicket | None = None,
         resend: bool = False,
         delivered: Container[Pair] | None = None,
+        answered: list[Pair] | None = None,
     ) -> list[DeliveryResult]:
         handoff = _Handoff(self, resend=resend)
         targets: list[tuple[WebhookTarget, Sequence[str]]] = []
@@ -246,7 +268,7 @@ class Relay:
             targets.append((target, secrets))
         by_name = {destination.name: destination for destination in destinations}
         results: list[DeliveryResult] = []
-        answered: list[Pair] = []
+        new_answers: list[Pair] = []
 
         def settle(result: DeliveryResult) -> None:
             # Called as each result is known: a failure is on its way to the retry queue before the next is read.
@@ -254,7 +276,7 @@ class Relay:
             if self._health.record(destination, event, result, replay=replay):
                 result = replace(result, held="parked")
             if result.ok and _recorded(destination):
-                answered.append((destination.name, event.webhook_id))
+                new_answers.append((destination.name, event.webhook_id))
             handoff.settle(destination, event, ticket, result, replay=replay)
             results.append(result)
 
@@ -265,7 +287,8 @@ class Relay:
         _count(written)
         for result in written:
             settle(result)
-        self._record(answered)
+        # Recorded here, or by the caller gathering ``answered`` (a retry batch: one ledger write for all of it).
+        (self._record if answered is None else answered.extend)(new_answers)
         for result in held:
             handoff.settle(by_name[result.destination], event, ticket, result, replay=replay)
         handoff.flush()

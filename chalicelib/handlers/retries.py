@@ -2,7 +2,8 @@
 
 Partial batch responses (ReportBatchItemFailures, set in the packaged template): only the tickets whose outcome
 could not be kept return to the queue, and tickets the invocation had no time left for return untouched. The
-delivery ledger is read once for the whole batch: a ticket whose pair was answered 2xx already is dropped as done.
+delivery ledger is read once for the whole batch: a ticket whose pair was answered 2xx already is dropped as done;
+and written once, after the batch, with the pairs its tickets got 2xx for.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from chalicelib.settings import retry_queue_name
 
 if TYPE_CHECKING:
     from chalicelib.archive_replay import ReplayTicket
+    from chalicelib.ledger import Pair
 
 retries = Blueprint(__name__)
 
@@ -55,6 +57,23 @@ def retry_deliveries(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
                 metric="InvalidRetryTicket",
             )
     delivered = relay().delivered_among([ticket for _, ticket in work if isinstance(ticket, RetryTicket)])
+    answered: list[Pair] = []
+    try:
+        failures = _work_through(event, work, delivered, answered)
+    finally:
+        # One ledger write for the batch's 2xx answers (an invocation killed before it only lets them through
+        # again if the batch is redelivered, with the same webhook-ids).
+        relay().record_delivered(answered)
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
+
+
+def _work_through(
+    event: SQSEvent,
+    work: list[tuple[str, RetryTicket | ReplayTicket]],
+    delivered: frozenset[Pair],
+    answered: list[Pair],
+) -> list[str]:
+    """Each ticket in turn while the invocation's time allows; the message ids to leave on the queue."""
     failures: list[str] = []
     for index, (message_id, ticket) in enumerate(work):
         deadline = deadline_of(event.context)
@@ -63,7 +82,7 @@ def retry_deliveries(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
             logger.info("retry batch cut short by the invocation's time", extra={"returned": len(left)})
             failures += left
             break
-        if isinstance(ticket, ReplayTicket):
+        if not isinstance(ticket, RetryTicket):
             try:
                 archive_replays().work(ticket, deadline=deadline)
             except Exception:
@@ -71,11 +90,11 @@ def retry_deliveries(event: SQSEvent) -> dict[str, list[dict[str, str]]]:
                 failures.append(message_id)
             continue
         try:
-            relay().retry(ticket, deadline=deadline, delivered=delivered)
+            relay().retry(ticket, deadline=deadline, delivered=delivered, answered=answered)
         except Exception:
             logger.exception(
                 "retry ticket not settled; it stays on the queue",
                 extra={"destination": ticket.destination, "webhook_id": ticket.webhook_id},
             )
             failures.append(message_id)
-    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
+    return failures

@@ -150,7 +150,9 @@ def test_a_retry_ticket_for_a_pair_already_delivered_is_dropped_as_done(
     assert emitted_metrics(relay_output())["DeliverySkipped"] == 3  # good on the redelivery, bad twice
 
 
-def test_a_retry_batch_reads_the_ledger_once(receiver: Receiver, two_hooks: None, queued: list[dict[str, Any]]) -> None:
+def test_a_retry_batch_reads_the_ledger_once_and_writes_it_once(
+    receiver: Receiver, two_hooks: None, queued: list[dict[str, Any]]
+) -> None:
     receiver.answer("/bad", Answer(status=503))
     for index in range(3):
         event = load_event(MESSAGE)
@@ -161,15 +163,22 @@ def test_a_retry_batch_reads_the_ledger_once(receiver: Receiver, two_hooks: None
     assert len(queued) == 3
     receiver.answer("/bad", Answer(status=204))
     reads: list[int] = []
+    writes: list[int] = []
     client = clients.dynamodb_for_health()
     client.meta.events.register(
         "provide-client-params.dynamodb.BatchGetItem",
         lambda params, **_: reads.append(len(params["RequestItems"][DELIVERIES_TABLE]["Keys"])),
     )
-    assert retry_deliveries(sqs_event(*(due(ticket) for ticket in queued)), LambdaContext()) == {
-        "batchItemFailures": []
-    }
-    assert reads == [3]
+    client.meta.events.register(
+        "provide-client-params.dynamodb.BatchWriteItem",
+        lambda params, **_: writes.append(len(params["RequestItems"][DELIVERIES_TABLE])),
+    )
+    tickets = [due(ticket) for ticket in queued]
+    assert retry_deliveries(sqs_event(*tickets), LambdaContext()) == {"batchItemFailures": []}
+    assert (reads, writes) == ([3], [3])
+    assert len(to(receiver, "/bad")) == 6
+    # and the ledger now knows all three: the same batch again sends nothing
+    assert retry_deliveries(sqs_event(*tickets), LambdaContext()) == {"batchItemFailures": []}
     assert len(to(receiver, "/bad")) == 6
 
 

@@ -366,6 +366,17 @@ class TestTheDeliveryLedger:
         assert queue.sent == []
         assert len(ledger.reads) == 1
 
+    def test_a_retry_gathering_its_answers_leaves_the_ledger_write_to_its_caller(self) -> None:
+        ledger = FakeLedger()
+        publisher, _, queue, _ = relay(hook("crm"), hook("down"), fanout=FakeFanout(frozenset({"down"})), ledger=ledger)
+        answered: list[tuple[str, str]] = []
+        for name in ("crm", "down"):
+            ticket = RetryTicket(name, EVENT.webhook_id, EVENT, not_before=0.0)
+            publisher.retry(ticket, deadline=None, answered=answered)
+        assert (answered, ledger.writes, queue.sent) == ([("crm", "msg_1")], [], [("down", "msg_1")])
+        publisher.record_delivered(answered)
+        assert ledger.writes == [[("crm", "msg_1")]]
+
     def test_a_batch_is_asked_about_in_one_read_leaving_out_early_tickets_resends_and_fanouts(self) -> None:
         ledger = FakeLedger({("crm", "a")})
         publisher, _, _, _ = relay(hook("crm"), ledger=ledger)
