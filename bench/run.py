@@ -149,12 +149,15 @@ def relay_environment(urls: list[str], *, ledger: bool = True) -> Iterator[None]
     from moto import mock_aws
 
     from chalicelib import clients, dependencies
+    from chalicelib.adapters.sessions_table import table_definition
 
     dependencies.reset()
     try:
         # Destination health reads its table (once per destination and cache period), the delivery ledger its own
         # (once per event, and one write): moto, in-process.
         with mock_aws():
+            # The stream function records each session's items (the sweep's and late items' bookkeeping).
+            clients.dynamodb().create_table(**table_definition(env["SESSIONS_TABLE_NAME"]))
             clients.dynamodb().create_table(
                 TableName=env["HEALTH_TABLE_NAME"],
                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],

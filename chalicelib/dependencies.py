@@ -209,6 +209,7 @@ def transcript_archive() -> ArchiveTarget | None:
 @cache
 def transcript_service() -> TranscriptService | None:
     """Assembles transcripts, or None when the stage has no transcript queue (TRANSCRIPT_QUEUE_URL)."""
+    from chalicelib.adapters.sessions_table import SessionsTable
     from chalicelib.adapters.transcript_queue import TranscriptQueue
     from chalicelib.transcript_service import TranscriptService, TranscriptTiming
 
@@ -224,7 +225,11 @@ def transcript_service() -> TranscriptService | None:
             grace_seconds=settings.transcript_grace_seconds,
             recheck_seconds=settings.transcript_recheck_seconds,
             link_seconds=settings.transcript_link_seconds,
+            idle_seconds=settings.session_idle_seconds,
         ),
+        sessions=None
+        if settings.sessions_table_name is None
+        else SessionsTable(clients.dynamodb(), settings.sessions_table_name),
     )
 
 

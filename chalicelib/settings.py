@@ -87,6 +87,8 @@ class Settings:
     transcript_grace_seconds: int = 60
     transcript_recheck_seconds: int = 900
     transcript_link_seconds: int = 3600
+    sessions_table_name: str | None = None
+    session_idle_seconds: int = 3600
     # Whether destinations may use allow_http, allow_private_network and allow_literal_secrets.
     development_switches: bool = True
     participant_token_key_id: str | None = None
@@ -292,6 +294,8 @@ def _transcripts(read: _Reader) -> dict[str, Any]:
         "transcript_grace_seconds": read.integer("TRANSCRIPT_GRACE_SECONDS", 60, 0, 900),
         "transcript_recheck_seconds": read.integer("TRANSCRIPT_RECHECK_SECONDS", 900, 0, 900),
         "transcript_link_seconds": read.integer("TRANSCRIPT_LINK_SECONDS", 3600, 60, 43200),
+        "sessions_table_name": read.optional("SESSIONS_TABLE_NAME") or None,
+        "session_idle_seconds": read.integer("SESSION_IDLE_SECONDS", 3600, 300, 7 * 24 * 3600),
     }
 
 

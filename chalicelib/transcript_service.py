@@ -8,15 +8,30 @@ rerun that finds nothing new writes nothing, so SQS redeliveries are harmless.
 Each version is kept as ``transcripts/<initial_contact_id>/v<NNNN>.json`` and ``.md`` in the archive's bucket,
 SSE-KMS with the archive's key, and ``chat.transcript.completed`` goes through the fan-out with a pre-signed link
 to the JSON and a summary, never the transcript itself.
+
+With a sessions table (:class:`~chalicelib.adapters.sessions_table.SessionsTable`) the service also knows which
+sessions are open: the hot path records each session's last item (at most once per ``TOUCH_SECONDS`` per
+container), a scheduled sweep closes the sessions idle for ``idle_seconds`` whose ``chat.ended`` never came, and a
+late item for a session whose transcript is made queues one re-assembly (the first late item claims it, the rest
+ride along) after the grace period.
+
+Why nothing is missed: every assembly marks the session before it reads the archive, and the hot path records an
+item after archiving it, so an item either is read by the assembly or sees the mark and queues a re-assembly. The
+hot path skips recording only an item of a session it recorded open less than ``TOUCH_SECONDS`` ago; such an item
+precedes any assembly, because the window is at most the grace period and the idle time, and a late claim's
+re-assembly waits the grace period too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.events import RelayEvent, webhook_id_for
 from chalicelib.observability import count, logger
@@ -24,12 +39,22 @@ from chalicelib.transcripts import ArchivedEvent, Transcript, assemble, session_
 
 if TYPE_CHECKING:
     from chalicelib.adapters.archive import Archive
+    from chalicelib.adapters.sessions_table import SessionsTable
     from chalicelib.adapters.transcript_queue import TranscriptQueue
     from chalicelib.destination_kinds import ArchiveTarget
     from chalicelib.relay import Relay
 
 TRANSCRIPT_COMPLETED = "chat.transcript.completed"
-Reason = Literal["ended", "recheck"]
+# ended: chat.ended came; recheck: the late check after an assembly; late: an item came after the transcript was
+# made; sweep: the session was idle and its chat.ended never came.
+Reason = Literal["ended", "recheck", "late", "sweep"]
+REASONS: Final = frozenset({"ended", "recheck", "late", "sweep"})
+# An open session's item is recorded at most this often per container (a write per item would cost a write per item).
+TOUCH_SECONDS: Final = 30.0
+# Sessions a container remembers recording; past this it forgets them all (it then records each once more).
+_TOUCHED_LIMIT: Final = 10_000
+# A re-assembly claim whose request has not run after this long (grace period included) is taken as lost.
+_CLAIM_LAPSE_SECONDS: Final = 900
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,7 @@ class TranscriptTiming:
     grace_seconds: int = 60
     recheck_seconds: int = 900
     link_seconds: int = 3600
+    idle_seconds: int = 3600
 
 
 class TranscriptService:
@@ -51,15 +77,67 @@ class TranscriptService:
         queue: TranscriptQueue,
         relay: Relay,
         timing: TranscriptTiming,
+        *,
+        sessions: SessionsTable | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._archive = archive
         self._target = target
         self._queue = queue
         self._relay = relay
         self._timing = timing
+        self._sessions = sessions
+        self._clock = clock
+        # Sessions this container recorded open, and when (the hot path's debounce).
+        self._touched: dict[str, float] = {}
+        self._touch_seconds = min(TOUCH_SECONDS, timing.grace_seconds, timing.idle_seconds)
+
+    def item_relayed(self, initial_contact_id: str, *, ended: bool) -> None:
+        """The hot path relayed an item of the session: record it, schedule the assembly when it is the end, and
+        queue a re-assembly when the transcript was already made."""
+        if ended:
+            self.chat_ended(initial_contact_id)
+            return
+        if self._sessions is None:
+            return
+        now = self._clock()
+        last = self._touched.get(initial_contact_id)
+        if last is not None and now - last < self._touch_seconds:
+            return
+        try:
+            open_session = self._sessions.touch(initial_contact_id, _ms(now))
+        except (BotoCoreError, ClientError) as exc:
+            # The item itself is delivered: a failed record costs at most an early sweep or a late item noticed
+            # only by the recheck, not a retried invocation that would deliver every item again.
+            logger.warning("session record not written", extra={"error": type(exc).__name__})
+            count("SessionRecordFailed")
+            return
+        if open_session:
+            if len(self._touched) >= _TOUCHED_LIMIT:
+                self._touched.clear()
+            self._touched[initial_contact_id] = now
+            return
+        self._touched.pop(initial_contact_id, None)
+        self._late_item(initial_contact_id, now)
+
+    def _late_item(self, initial_contact_id: str, now: float) -> None:
+        assert self._sessions is not None  # noqa: S101 - only called with a sessions table
+        claimed = _ms(now)
+        lapse_ms = (self._timing.grace_seconds + _CLAIM_LAPSE_SECONDS) * 1000
+        if not self._sessions.claim_reassembly(initial_contact_id, claimed, lapse_ms=lapse_ms):
+            return  # not assembled yet (the assembly will read it), or a re-assembly is already queued
+        try:
+            self._queue.schedule(initial_contact_id, "late", delay_seconds=self._timing.grace_seconds)
+        except Exception:
+            self._sessions.release_reassembly(initial_contact_id, claimed)
+            raise
+        count("TranscriptReassemblyQueued")
 
     def chat_ended(self, initial_contact_id: str) -> None:
         """Assemble the session's transcript once the grace period has passed."""
+        if self._sessions is not None:
+            self._sessions.end(initial_contact_id, _ms(self._clock()))
+            self._touched.pop(initial_contact_id, None)
         self._queue.schedule(initial_contact_id, "ended", delay_seconds=self._timing.grace_seconds)
 
     def reassemble(self, initial_contact_id: str) -> None:
@@ -67,25 +145,48 @@ class TranscriptService:
         once the grace period has passed, as a recheck does."""
         self._queue.schedule(initial_contact_id, "recheck", delay_seconds=self._timing.grace_seconds)
 
+    def sweep(self) -> int:
+        """Close the sessions idle for ``idle_seconds`` whose ``chat.ended`` never came: each one's assembly is
+        queued, then the session is closed (unless an item came meanwhile). Returns how many were queued."""
+        if self._sessions is None:
+            return 0
+        now = self._clock()
+        before = _ms(now - self._timing.idle_seconds)
+        swept = 0
+        for initial_contact_id in self._sessions.idle(before):
+            # Queued first: a sweep that fails after this leaves the session open for the next sweep, and an
+            # assembly asked for twice makes one version (the second finds nothing new).
+            self._queue.schedule(initial_contact_id, "sweep", delay_seconds=0)
+            self._sessions.close_idle(initial_contact_id, before, _ms(now))
+            swept += 1
+        if swept:
+            count("SessionsSwept", swept)
+            logger.info("idle sessions swept", extra={"sessions": swept})
+        return swept
+
     def assemble(self, initial_contact_id: str, reason: Reason, *, now: datetime | None = None) -> Transcript | None:
         """Assemble, keep and announce a new version if the archive holds anything the last one lacks."""
         target = self._target()
         if target is None:
             logger.warning("no archive to assemble transcripts from", extra={"initial_contact_id": initial_contact_id})
             return None
+        if self._sessions is not None:
+            # Before reading: an item recorded after this mark sees it and queues a re-assembly.
+            self._sessions.assembling(initial_contact_id, _ms(self._clock()))
         events = self._archive.session_events(target, initial_contact_id)
         ordered = session_events(events)
-        if reason == "ended" and self._timing.recheck_seconds:
+        if reason in ("ended", "sweep") and self._timing.recheck_seconds:
             self._queue.schedule(initial_contact_id, "recheck", delay_seconds=self._timing.recheck_seconds)
         if not ordered:
             logger.info("nothing archived for the session", extra={"initial_contact_id": initial_contact_id})
             return None
         fingerprint = _fingerprint(ordered)
-        latest, latest_fingerprint = self._archive.latest_transcript(target, initial_contact_id)
+        latest, latest_fingerprint, latest_closed_by = self._archive.latest_transcript(target, initial_contact_id)
         if fingerprint == latest_fingerprint:
             return None
+        closed_by = _closed_by(reason, latest_closed_by)
         transcript = assemble(initial_contact_id, ordered, version=latest + 1)
-        json_key, markdown_key = self._archive.keep_transcript(target, transcript, fingerprint)
+        json_key, markdown_key = self._archive.keep_transcript(target, transcript, fingerprint, closed_by=closed_by)
         count("TranscriptAssembled")
         issued = now or datetime.now(UTC)
         expires = issued + timedelta(seconds=self._timing.link_seconds)
@@ -96,7 +197,9 @@ class TranscriptService:
                 "initial_contact_id": initial_contact_id,
                 "instance_id": transcript.instance_id,
                 "version": transcript.version,
-                "reason": "late_items" if latest else "chat_ended",
+                "supersedes": latest or None,
+                "reason": "late_items" if latest else ("idle_sweep" if reason == "sweep" else "chat_ended"),
+                "closed_by": closed_by,
                 "transcript": {
                     "url": self._archive.link(target, json_key, self._timing.link_seconds),
                     "markdown_url": self._archive.link(target, markdown_key, self._timing.link_seconds),
@@ -108,6 +211,19 @@ class TranscriptService:
         )
         self._relay.publish(event)
         return transcript
+
+
+def _closed_by(reason: Reason, before: str | None) -> str:
+    """What closed the session: its ``chat.ended`` (even one later than the sweep) or the sweep."""
+    if reason == "ended":
+        return "chat_ended"
+    if reason == "sweep":
+        return "sweep"
+    return before or "chat_ended"
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
 
 
 def _fingerprint(ordered: list[ArchivedEvent]) -> str:

@@ -537,6 +537,9 @@ class Run:
         )["QueueUrl"]
         self.s3.create_bucket(Bucket=STAGE_ENV["QUARANTINE_BUCKET"])
         self.dynamodb = boto3.client("dynamodb")
+        from chalicelib.adapters.sessions_table import table_definition
+
+        self.dynamodb.create_table(**table_definition(STAGE_ENV["SESSIONS_TABLE_NAME"]))
         self.dynamodb.create_table(
             TableName=STAGE_ENV["HEALTH_TABLE_NAME"],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],

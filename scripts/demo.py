@@ -185,6 +185,9 @@ class World:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        from chalicelib.adapters.sessions_table import table_definition
+
+        boto3.client("dynamodb").create_table(**table_definition(STAGE_ENV["SESSIONS_TABLE_NAME"]))
         boto3.client("s3").create_bucket(Bucket=STAGE_ENV["QUARANTINE_BUCKET"])
         kms = boto3.client("kms")
         key_id = kms.create_key(Description="participant tokens")["KeyMetadata"]["KeyId"]

@@ -77,6 +77,9 @@ def start() -> tuple[dict[str, str], Any, Any]:
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    from chalicelib.adapters.sessions_table import table_definition
+
+    boto3.client("dynamodb").create_table(**table_definition(stage["SESSIONS_TABLE_NAME"]))
     boto3.client("s3").create_bucket(Bucket=stage["QUARANTINE_BUCKET"])
     boto3.client("sns").create_topic(Name=stage["STREAMING_TOPIC_ARN"].rsplit(":", 1)[1])
     kms = boto3.client("kms")

@@ -27,6 +27,7 @@ INSTANCE_ID = "12345678-1234-1234-1234-123456789012"
 INSTANCE_ARN = f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID}"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:connect-chat-relay-dev-stream"
 STREAMS_TABLE = "connect-chat-relay-dev-streams"
+SESSIONS_TABLE = "connect-chat-relay-dev-sessions"
 HEALTH_TABLE = "connect-chat-relay-dev-destinations"
 DELIVERIES_TABLE = "connect-chat-relay-dev-deliveries"
 QUARANTINE_BUCKET = f"connect-chat-relay-dev-{ACCOUNT}"
@@ -85,6 +86,7 @@ def aws() -> Iterator[None]:
     from moto import mock_aws
 
     from chalicelib import clients
+    from chalicelib.adapters.sessions_table import table_definition
 
     with mock_aws():
         clients.dynamodb().create_table(
@@ -108,6 +110,7 @@ def aws() -> Iterator[None]:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        clients.dynamodb().create_table(**table_definition(SESSIONS_TABLE))
         clients.s3().create_bucket(Bucket=QUARANTINE_BUCKET)
         clients.sqs().create_queue(QueueName=TRANSCRIPT_QUEUE)
         clients.sqs().create_queue(QueueName=RETRY_QUEUE)

@@ -164,8 +164,9 @@ class Archive:
         envelope = json.loads(body)
         return envelope if isinstance(envelope, dict) else {}
 
-    def latest_transcript(self, target: ArchiveTarget, initial_contact_id: str) -> tuple[int, str | None]:
-        """The newest kept version of a session's transcript and the fingerprint of its items; (0, None) if none."""
+    def latest_transcript(self, target: ArchiveTarget, initial_contact_id: str) -> tuple[int, str | None, str | None]:
+        """The newest kept version of a session's transcript, the fingerprint of its items and what closed the
+        session (``chat_ended`` or ``sweep``); (0, None, None) if none."""
         prefix = transcript_prefix(initial_contact_id)
         versions: list[int] = []
         for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=prefix):
@@ -174,18 +175,21 @@ class Archive:
                 if match:
                     versions.append(int(match["version"]))
         if not versions:
-            return 0, None
+            return 0, None, None
         latest = max(versions)
-        head = self._client.head_object(Bucket=target.bucket, Key=f"{prefix}v{latest:04d}.json")
-        return latest, head["Metadata"].get("items-fingerprint")
+        metadata = self._client.head_object(Bucket=target.bucket, Key=f"{prefix}v{latest:04d}.json")["Metadata"]
+        return latest, metadata.get("items-fingerprint"), metadata.get("closed-by")
 
-    def keep_transcript(self, target: ArchiveTarget, transcript: Transcript, fingerprint: str) -> tuple[str, str]:
+    def keep_transcript(
+        self, target: ArchiveTarget, transcript: Transcript, fingerprint: str, *, closed_by: str
+    ) -> tuple[str, str]:
         """Keep a transcript version as JSON and Markdown beside the archive; returns their keys."""
         base = f"{transcript_prefix(transcript.initial_contact_id)}v{transcript.version:04d}"
         metadata = {
             "initial-contact-id": quote(transcript.initial_contact_id, safe=_KEY_SAFE),
             "transcript-version": str(transcript.version),
             "items-fingerprint": fingerprint,
+            "closed-by": closed_by,
         }
         document = json.dumps(transcript.document, ensure_ascii=False, indent=1).encode("utf-8")
         # The Markdown first: the JSON, whose fingerprint marks the version as made, is written last.

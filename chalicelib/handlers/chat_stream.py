@@ -13,6 +13,7 @@ from chalicelib.events import event_from_chat_item
 from chalicelib.handlers.unreadable import keep_unreadable
 from chalicelib.observability import contact_keys, logger, observed
 from chalicelib.settings import deploy_time
+from chalicelib.transcripts import LEFT_OUT
 
 chat_stream = Blueprint(__name__)
 
@@ -68,10 +69,10 @@ def _relay_record(record: object, deadline: float | None) -> None:
             relay_event = links.add_links(item, relay_event)
         # Bounded by Lambda's clock: what a timeout would cut short is handed to the retry queue instead.
         results = relay().publish(relay_event, deadline=deadline)
-        if relay_event.type == "chat.ended":
-            transcripts = transcript_service()
-            if transcripts is not None:
-                transcripts.chat_ended(item.initial_contact_id)
+        transcripts = transcript_service()
+        if transcripts is not None and relay_event.type not in LEFT_OUT:
+            # After publishing, so the item is archived before the session record says it came.
+            transcripts.item_relayed(item.initial_contact_id, ended=relay_event.type == "chat.ended")
         logger.debug(
             "chat item relayed",
             extra={

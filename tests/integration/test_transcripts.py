@@ -22,7 +22,7 @@ from chalicelib import clients, dependencies
 from chalicelib.errors import SettingsError
 from chalicelib.handlers import transcripts as transcripts_handler
 from scripts.receivers import Receiver
-from tests.conftest import PROJECT, QUARANTINE_BUCKET, TRANSCRIPT_QUEUE, load_event
+from tests.conftest import PROJECT, QUARANTINE_BUCKET, SESSIONS_TABLE, TRANSCRIPT_QUEUE, load_event
 from tests.schemas import load_schema
 
 pytestmark = pytest.mark.integration
@@ -198,3 +198,100 @@ def test_a_request_without_a_transcript_queue_stays_on_the_queue(client: Any, mo
     body = json.dumps({"initial_contact_id": SESSION, "reason": "ended"})
     with pytest.raises(SettingsError, match="not configured"):
         assemble(client, [body])
+
+
+def session_record() -> dict[str, Any]:
+    answer = clients.dynamodb().get_item(TableName=SESSIONS_TABLE, Key={"initial_contact_id": {"S": SESSION}})
+    return answer.get("Item", {})
+
+
+def age_session(seconds: int) -> None:
+    """Move the session's last item ``seconds`` into the past, as if the chat had gone quiet that long ago."""
+    last = int(session_record()["last_item_at"]["N"])
+    clients.dynamodb().update_item(
+        TableName=SESSIONS_TABLE,
+        Key={"initial_contact_id": {"S": SESSION}},
+        UpdateExpression="SET last_item_at = :t",
+        ExpressionAttributeValues={":t": {"N": str(last - seconds * 1000)}},
+    )
+
+
+def test_a_session_whose_end_never_comes_is_closed_by_the_sweep_and_a_late_end_makes_a_new_version(
+    client: Any, receiver: Receiver
+) -> None:
+    # Given a chat across midnight and a transfer, whose chat.ended never arrives
+    for record in (
+        item("m1", "2026-11-22T23:59:58.000Z", Content="Hello before midnight"),
+        item("m2", "2026-11-23T00:00:03.000Z", contact_id=TRANSFERRED, ParticipantRole="AGENT", Content="after"),
+    ):
+        client.lambda_.invoke("on_chat_message", record)
+    assert session_record()["open"] == {"S": "open"}
+    # When the sweep runs before the session has been idle for SESSION_IDLE_SECONDS, Then it leaves it open
+    client.lambda_.invoke("sweep_sessions", client.events.generate_cw_event("Scheduled Event", "aws.events", {}, []))
+    assert requested() == []
+    # When it runs once the session has been idle longer than that
+    age_session(3601)
+    client.lambda_.invoke("sweep_sessions", client.events.generate_cw_event("Scheduled Event", "aws.events", {}, []))
+    # Then the session's assembly is queued, the session is no longer open, and a second sweep finds nothing
+    bodies = requested()
+    assert [json.loads(b) for b in bodies] == [{"initial_contact_id": SESSION, "reason": "sweep"}]
+    assert "open" not in session_record()
+    client.lambda_.invoke("sweep_sessions", client.events.generate_cw_event("Scheduled Event", "aws.events", {}, []))
+    assert requested() == []
+    # When the assembler runs, Then the transcript has the whole chat and the event says the sweep closed it
+    assemble(client, bodies)
+    document = json.loads(kept(f"transcripts/{SESSION}/v0001.json"))
+    assert [entry["Id"] for entry in document["Transcript"]] == ["m1", "m2"]
+    (request,) = receiver.requests
+    envelope = Webhook(SECRET).verify(request.body, request.headers)
+    Draft202012Validator(load_schema(envelope["type"]), format_checker=FormatChecker()).validate(envelope)
+    assert envelope["data"]["reason"] == "idle_sweep"
+    assert envelope["data"]["closed_by"] == "sweep"
+    assert envelope["data"]["supersedes"] is None
+    # When the chat.ended comes after all, Then version 2 includes it, closed by chat_ended, superseding version 1
+    client.lambda_.invoke("on_chat_message", chat_ended("2026-11-23T00:00:09.000Z"))
+    assemble(client, requested())
+    data = [json.loads(r.body)["data"] for r in receiver.requests]
+    assert [(d["version"], d["reason"], d["closed_by"], d["supersedes"]) for d in data] == [
+        (1, "idle_sweep", "sweep", None),
+        (2, "late_items", "chat_ended", 1),
+    ]
+
+
+def test_late_items_after_the_assembly_queue_one_re_assembly_that_makes_version_2(
+    client: Any, receiver: Receiver
+) -> None:
+    # Given a chat whose transcript is made
+    converse(client)
+    assemble(client, requested())
+    # When three items arrive after it (the first claims the re-assembly; the others ride along)
+    for n in range(3):
+        client.lambda_.invoke("on_chat_message", item(f"late-{n}", f"2026-11-23T00:00:0{n + 4}.000Z", Content="late"))
+    # Then one re-assembly is queued, and it makes version 2 with every late item, superseding version 1
+    bodies = requested()
+    assert [json.loads(b) for b in bodies] == [{"initial_contact_id": SESSION, "reason": "late"}]
+    assemble(client, bodies)
+    document = json.loads(kept(f"transcripts/{SESSION}/v0002.json"))
+    assert {"late-0", "late-1", "late-2"} <= {entry["Id"] for entry in document["Transcript"]}
+    data = json.loads(receiver.requests[-1].body)["data"]
+    assert (data["version"], data["reason"], data["supersedes"], data["closed_by"]) == (
+        2,
+        "late_items",
+        1,
+        "chat_ended",
+    )
+    # And an item after that re-assembly queues another (the claim lapses once an assembly has started since)
+    client.lambda_.invoke("on_chat_message", item("later", "2026-11-23T00:00:08.000Z", Content="later still"))
+    assert [json.loads(b)["reason"] for b in requested()] == ["late"]
+
+
+def test_an_item_between_the_end_and_the_assembly_queues_nothing_more(client: Any) -> None:
+    # Given a chat that ended and whose assembly is queued but has not run
+    converse(client)
+    ended = requested()
+    # When an item arrives in the grace period, Then no re-assembly is queued: the assembly will read it
+    client.lambda_.invoke("on_chat_message", item("in-grace", "2026-11-23T00:00:05.000Z", Content="just in time"))
+    assert requested() == []
+    assemble(client, ended)
+    document = json.loads(kept(f"transcripts/{SESSION}/v0001.json"))
+    assert "in-grace" in [entry["Id"] for entry in document["Transcript"]]

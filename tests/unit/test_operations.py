@@ -56,12 +56,14 @@ INFORMS_ONLY = frozenset(
         "RateLimited",
         "ReplayStarted",
         "SessionsReconciled",
+        "SessionsSwept",
         "StreamingSkipped",
         "StreamingStartDeferred",  # another start of the same chat is under way; Lambda retries the event
         "StreamingStarted",
         "StreamingStopped",
         "TranscriptAssembled",
         "TranscriptIgnored",
+        "TranscriptReassemblyQueued",  # late or recovered items: a new version on its way
         "TranscriptsScanned",
         "WebRTCContactStarted",
     }
