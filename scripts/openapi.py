@@ -244,7 +244,21 @@ _TRANSCRIPT_COMPLETED: Schema = {
         "minimum": 1,
         "description": "The transcript's version: each later one replaces the earlier.",
     },
-    "reason": {"enum": ["chat_ended", "late_items"], "description": "Why this version was made."},
+    "supersedes": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "description": "The version this one replaces (null for the first).",
+    },
+    "reason": {
+        "enum": ["chat_ended", "late_items", "idle_sweep"],
+        "description": "Why this version was made: the chat ended, items came after the previous version, or the "
+        "session was idle for SESSION_IDLE_SECONDS without its chat.ended.",
+    },
+    "closed_by": {
+        "enum": ["chat_ended", "sweep"],
+        "description": "What closed the session: its chat.ended, or the sweep of idle sessions (no chat.ended came; "
+        "a later one makes a new version closed by chat_ended).",
+    },
     "transcript": {
         "type": "object",
         "required": ["url", "markdown_url", "expires_at"],
@@ -301,8 +315,8 @@ _CALL_STARTED: Schema = {
 }
 _SESSION_EVENTS: dict[str, tuple[str, str, Schema]] = {
     "chat.transcript.completed": (
-        "A chat session's transcript was assembled (or assembled again, as a new version, after late items). "
-        "Carries a pre-signed link and a summary, never the transcript itself.",
+        "A chat session's transcript was assembled (or assembled again, as a new version, after late items; or "
+        "closed by the sweep of idle sessions). Carries a pre-signed link and a summary, never the transcript itself.",
         "When this version was assembled.",
         _TRANSCRIPT_COMPLETED,
     ),
