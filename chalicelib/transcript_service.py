@@ -93,34 +93,59 @@ class TranscriptService:
         self._touch_seconds = min(TOUCH_SECONDS, timing.grace_seconds, timing.idle_seconds)
 
     def item_relayed(self, initial_contact_id: str, *, ended: bool) -> None:
-        """The hot path relayed an item of the session: record it, schedule the assembly when it is the end, and
-        queue a re-assembly when the transcript was already made."""
+        """The hot path relayed (and archived) an item of the session: schedule the assembly when it is the end;
+        otherwise record it, at most once per ``TOUCH_SECONDS`` per container while the session is open."""
         if ended:
             self.chat_ended(initial_contact_id)
             return
         if self._sessions is None:
-            return
+            return  # without the table an item's lateness is unknown: the recheck covers it
         now = self._clock()
         last = self._touched.get(initial_contact_id)
         if last is not None and now - last < self._touch_seconds:
             return
         try:
-            open_session = self._sessions.touch(initial_contact_id, _ms(now))
+            late = self._recorded_late(initial_contact_id, now)
         except (BotoCoreError, ClientError) as exc:
             # The item itself is delivered: a failed record costs at most an early sweep or a late item noticed
             # only by the recheck, not a retried invocation that would deliver every item again.
-            logger.warning("session record not written", extra={"error": type(exc).__name__})
-            count("SessionRecordFailed")
+            _record_failed(exc)
             return
-        if open_session:
+        if late:
+            self._reassemble(initial_contact_id, now)
+
+    def reassemble(self, initial_contact_id: str) -> None:
+        """Items reached the session's archive outside the stream (reconciliation recovered them): the same path as
+        a late item of the stream. An open session is recorded (its ``chat.ended`` or the sweep assembles it); an
+        ended one whose transcript is made gets one re-assembly after the grace period; one ended and not yet
+        assembled gets nothing more (that assembly reads them). Without a sessions table, or when the session's
+        record cannot be written, the re-assembly is queued anyway: once per reconciled contact, not per item, and
+        an assembly that finds nothing new makes no version."""
+        now = self._clock()
+        if self._sessions is not None:
+            try:
+                if self._recorded_late(initial_contact_id, now):
+                    self._reassemble(initial_contact_id, now)
+                return
+            except (BotoCoreError, ClientError) as exc:
+                _record_failed(exc)
+        self._queue.schedule(initial_contact_id, "late", delay_seconds=self._timing.grace_seconds)
+        count("TranscriptReassemblyQueued")
+
+    def _recorded_late(self, initial_contact_id: str, now: float) -> bool:
+        """Record an item of the session; True when the session is no longer open (ended, swept or assembled)."""
+        assert self._sessions is not None  # noqa: S101 - only called with a sessions table
+        if self._sessions.touch(initial_contact_id, _ms(now)):
             if len(self._touched) >= _TOUCHED_LIMIT:
                 self._touched.clear()
             self._touched[initial_contact_id] = now
-            return
+            return False
         self._touched.pop(initial_contact_id, None)
-        self._late_item(initial_contact_id, now)
+        return True
 
-    def _late_item(self, initial_contact_id: str, now: float) -> None:
+    def _reassemble(self, initial_contact_id: str, now: float) -> None:
+        """The one re-assembly path for items that came after the session closed: the first since the last assembly
+        started claims a re-assembly and queues it after the grace period; the others ride along."""
         assert self._sessions is not None  # noqa: S101 - only called with a sessions table
         claimed = _ms(now)
         lapse_ms = (self._timing.grace_seconds + _CLAIM_LAPSE_SECONDS) * 1000
@@ -139,11 +164,6 @@ class TranscriptService:
             self._sessions.end(initial_contact_id, _ms(self._clock()))
             self._touched.pop(initial_contact_id, None)
         self._queue.schedule(initial_contact_id, "ended", delay_seconds=self._timing.grace_seconds)
-
-    def reassemble(self, initial_contact_id: str) -> None:
-        """The archive gained items after the chat ended (reconciliation recovered them): assemble a new version
-        once the grace period has passed, as a recheck does."""
-        self._queue.schedule(initial_contact_id, "recheck", delay_seconds=self._timing.grace_seconds)
 
     def sweep(self) -> int:
         """Close the sessions idle for ``idle_seconds`` whose ``chat.ended`` never came: each one's assembly is
@@ -220,6 +240,11 @@ def _closed_by(reason: Reason, before: str | None) -> str:
     if reason == "sweep":
         return "sweep"
     return before or "chat_ended"
+
+
+def _record_failed(exc: Exception) -> None:
+    logger.warning("session record not written", extra={"error": type(exc).__name__})
+    count("SessionRecordFailed")
 
 
 def _ms(seconds: float) -> int:

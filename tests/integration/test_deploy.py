@@ -245,6 +245,7 @@ def test_the_event_sources_are_subscribed_with_their_settings(deployed: Deployed
     contact_rule = next(p for n, p in state["rules"].items() if "on_contact_event" in n)
     assert contact_rule["source"] == ["aws.connect"]
     assert next(p for n, p in state["rules"].items() if "scan_transcripts" in n).startswith(("rate(", "cron("))
+    assert next(p for n, p in state["rules"].items() if "sweep_sessions" in n).startswith(("rate(", "cron("))
     transcript_rule = next(p for n, p in state["rules"].items() if "on_transcript_written" in n)
     assert transcript_rule["detail"]["bucket"]["name"] == [f"amazon-connect-{STAGE}-{ACCOUNT}"]
     mappings = {m["FunctionArn"].rsplit(":", 1)[-1]: m for m in state["mappings"]}
@@ -255,8 +256,14 @@ def test_the_event_sources_are_subscribed_with_their_settings(deployed: Deployed
         assert mapping["BatchSize"] == batch_size, function
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"], function
     invoked = {name for name, found in state["functions"].items() if found["invoke"] is not None}
-    # SNS, EventBridge rules and the schedule: every function Lambda invokes asynchronously.
-    assert invoked == {"on_chat_message", "on_contact_event", "on_transcript_written", "scan_transcripts"}
+    # SNS, EventBridge rules and the schedules: every function Lambda invokes asynchronously.
+    assert invoked == {
+        "on_chat_message",
+        "on_contact_event",
+        "on_transcript_written",
+        "scan_transcripts",
+        "sweep_sessions",
+    }
     for function in invoked:
         invoke = state["functions"][function]["invoke"]
         assert invoke["DestinationConfig"]["OnFailure"]["Destination"] == outputs["FailedInvocationsQueueArn"]

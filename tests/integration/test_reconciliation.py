@@ -310,7 +310,7 @@ def test_the_sessions_transcript_is_assembled_again_with_the_recovered_item(
 
     # Then the transcript is requested again, and its new version has the greeting, in its place
     [again] = transcript_requests()
-    assert json.loads(again) == {"initial_contact_id": SESSION, "reason": "recheck"}
+    assert json.loads(again) == {"initial_contact_id": SESSION, "reason": "late"}
     client.lambda_.invoke(
         "assemble_transcripts", client.events.generate_sqs_event(message_bodies=[again], queue_name=TRANSCRIPT_QUEUE)
     )

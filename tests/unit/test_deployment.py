@@ -117,6 +117,12 @@ def test_each_function_may_do_what_its_code_does_and_no_more(stage: str) -> None
         "ssm:PutParameter",
         "sqs:SendMessage",
     }
+    assert actions(policy(stage, "sweep_sessions")) == logs | {
+        # The open-sessions index queried, each idle session closed, its assembly queued; failures kept.
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "sqs:SendMessage",
+    }
     assert actions(policy(stage, "reconcile_transcripts")) == logs | DELIVERY_LEDGER | {
         # Connect's transcript (read only) and the archive's sessions, SSE-KMS.
         "s3:GetObject",
@@ -231,6 +237,23 @@ def test_the_delivery_ledger_is_granted_on_its_own_table_only(stage: str) -> Non
             if set(statement["Action"]) & DELIVERY_LEDGER:
                 assert statement["Resource"] == [table]
     assert table.endswith(CONFIG["stages"][stage]["environment_variables"]["DELIVERIES_TABLE_NAME"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_sessions_table_is_updated_by_the_functions_that_record_sessions_and_queried_by_the_sweep(
+    stage: str,
+) -> None:
+    table = f"arn:aws:dynamodb:us-east-1:111122223333:table/connect-chat-relay-{stage}-sessions"
+    index = f"{table}/index/open-sessions"
+    for function in FUNCTIONS:
+        # The stream records items, assemblies mark the session, reconciliation's recovered items take the late
+        # items' path, the sweep closes idle sessions.
+        records = function in {"on_chat_message", "assemble_transcripts", "reconcile_transcripts", "sweep_sessions"}
+        assert statements_on(policy(stage, function), table) == ({"dynamodb:UpdateItem"} if records else set())
+        assert statements_on(policy(stage, function), index) == (
+            {"dynamodb:Query"} if function == "sweep_sessions" else set()
+        )
+    assert table.endswith(CONFIG["stages"][stage]["environment_variables"]["SESSIONS_TABLE_NAME"])
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -138,3 +138,57 @@ def test_the_recording_window_never_exceeds_the_grace_period() -> None:
     clock.now += 5
     service.item_relayed(SESSION, ended=False)
     assert sessions.touches == 2
+
+
+def test_recovered_items_of_an_assembled_session_queue_one_re_assembly_as_late_items_do(world: Any) -> None:
+    service, sessions, queue, _ = world
+    # Given a session that ended and whose transcript is made
+    sessions.closed = sessions.assembled = True
+    # When reconciliation recovers items twice, and a late item of the stream comes too
+    service.reassemble(SESSION)
+    service.reassemble(SESSION)
+    service.item_relayed(SESSION, ended=False)
+    # Then one re-assembly is queued after the grace period: the one claim all three paths share
+    assert queue.scheduled == [(SESSION, "late", 60)]
+
+
+def test_recovered_items_of_a_session_not_yet_assembled_queue_nothing(world: Any) -> None:
+    service, sessions, queue, _ = world
+    # Given a session that ended and whose assembly is still in its grace period
+    sessions.closed = True
+    # When reconciliation recovers items, Then nothing more is queued (that assembly reads them)
+    service.reassemble(SESSION)
+    assert queue.scheduled == []
+
+
+def test_recovered_items_of_an_open_session_record_it_for_the_sweep(world: Any) -> None:
+    service, sessions, queue, _ = world
+    # Given a session whose chat.ended never came, When reconciliation recovers items of it
+    service.reassemble(SESSION)
+    # Then it is recorded as open (its chat.ended or the sweep will assemble it), and nothing is queued now
+    assert sessions.touches == 1
+    assert queue.scheduled == []
+
+
+def test_recovered_items_whose_session_cannot_be_recorded_queue_the_re_assembly_anyway(world: Any) -> None:
+    service, sessions, queue, _ = world
+    sessions.fail_touch = True
+    service.reassemble(SESSION)
+    # A rerun of the reconciliation would recover nothing, so this is the one chance: queued without the claim
+    assert queue.scheduled == [(SESSION, "late", 60)]
+
+
+def test_without_a_sessions_table_recovered_items_queue_a_re_assembly_and_stream_items_nothing() -> None:
+    queue, clock = Queue(), Clock()
+    service = TranscriptService(
+        cast(Any, None),
+        lambda: None,
+        cast(Any, queue),
+        cast(Any, None),
+        TranscriptTiming(grace_seconds=60, idle_seconds=3600),
+        clock=clock,
+    )
+    service.item_relayed(SESSION, ended=False)
+    assert queue.scheduled == []
+    service.reassemble(SESSION)
+    assert queue.scheduled == [(SESSION, "late", 60)]
