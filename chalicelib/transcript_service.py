@@ -115,17 +115,21 @@ class TranscriptService:
             self._reassemble(initial_contact_id, now)
 
     def reassemble(self, initial_contact_id: str) -> None:
-        """Items reached the session's archive outside the stream (reconciliation recovered them): the same path as
-        a late item of the stream. An open session is recorded (its ``chat.ended`` or the sweep assembles it); an
-        ended one whose transcript is made gets one re-assembly after the grace period; one ended and not yet
-        assembled gets nothing more (that assembly reads them). Without a sessions table, or when the session's
-        record cannot be written, the re-assembly is queued anyway: once per reconciled contact, not per item, and
-        an assembly that finds nothing new makes no version."""
+        """Items reached the session's archive outside the stream (reconciliation recovered them from Connect's
+        transcript): the late items' path. A session whose transcript is made gets the one claimed re-assembly after
+        the grace period; one ended and not yet assembled gets nothing more (that assembly reads them). A session
+        still open ends here: Connect writes a contact's transcript once it has ended, so its ``chat.ended`` was lost
+        or is yet to come, and the assembly is scheduled as that ``chat.ended`` would (a later one makes a new
+        version). Without a sessions table, or when the session's record cannot be written, the re-assembly is
+        queued anyway: once per reconciled contact (a rerun recovers nothing, so it would never ask again), and an
+        assembly that finds nothing new makes no version."""
         now = self._clock()
         if self._sessions is not None:
             try:
                 if self._recorded_late(initial_contact_id, now):
                     self._reassemble(initial_contact_id, now)
+                else:
+                    self.chat_ended(initial_contact_id)
                 return
             except (BotoCoreError, ClientError) as exc:
                 _record_failed(exc)

@@ -23,7 +23,7 @@ from app import app
 from chalicelib import clients, dependencies
 from chalicelib.events import webhook_id_for
 from scripts.receivers import Receiver
-from tests.conftest import PROJECT, QUARANTINE_BUCKET, TRANSCRIPT_QUEUE, load_event
+from tests.conftest import PROJECT, QUARANTINE_BUCKET, SESSIONS_TABLE, TRANSCRIPT_QUEUE, load_event
 from tests.schemas import load_schema
 
 pytestmark = pytest.mark.integration
@@ -35,6 +35,7 @@ PREFIX = "connect/relay-dev/ChatTranscripts/"
 QUEUE = "connect-chat-relay-dev-reconciliation"
 GREETING = "7f1d2c3b-0002-4a5b-8c6d-000000000002"
 MIDDLE = "7f1d2c3b-0005-4a5b-8c6d-000000000005"
+CHAT_ENDED = "7f1d2c3b-0008-4a5b-8c6d-000000000008"
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
@@ -321,6 +322,31 @@ def test_the_sessions_transcript_is_assembled_again_with_the_recovered_item(
         GREETING,
         "7f1d2c3b-0003-4a5b-8c6d-000000000003",
     ]
+
+
+def test_a_chat_whose_end_the_stream_lost_is_ended_by_reconciliation_and_its_transcript_made(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a chat whose greeting and chat.ended the stream lost: its session is open, no transcript asked for
+    monkeypatch.setenv("TRANSCRIPT_GRACE_SECONDS", "0")
+    monkeypatch.setenv("TRANSCRIPT_RECHECK_SECONDS", "0")
+    dependencies.reset()
+    stream(client, transcript("chat-transcript.json"), leave_out=frozenset({GREETING, CHAT_ENDED}))
+    assert transcript_requests() == []
+
+    # When reconciliation recovers them (Connect writes a contact's transcript once it has ended)
+    reconcile_now(client, "chat-transcript.json")
+
+    # Then the session is ended as its chat.ended would have ended it, and the transcript made has both
+    [ended] = transcript_requests()
+    assert json.loads(ended) == {"initial_contact_id": SESSION, "reason": "ended"}
+    client.lambda_.invoke(
+        "assemble_transcripts", client.events.generate_sqs_event(message_bodies=[ended], queue_name=TRANSCRIPT_QUEUE)
+    )
+    assert {GREETING, CHAT_ENDED} <= {item["Id"] for item in latest_transcript()["Transcript"]}
+    record = clients.dynamodb().get_item(TableName=SESSIONS_TABLE, Key={"initial_contact_id": {"S": SESSION}})
+    assert "ended_at" in record["Item"]
+    assert "open" not in record["Item"]
 
 
 def test_a_recovered_flow_greeting_reaches_a_customer_facing_destination_not_the_undecided_quarantine(

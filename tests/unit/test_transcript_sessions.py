@@ -161,13 +161,14 @@ def test_recovered_items_of_a_session_not_yet_assembled_queue_nothing(world: Any
     assert queue.scheduled == []
 
 
-def test_recovered_items_of_an_open_session_record_it_for_the_sweep(world: Any) -> None:
+def test_recovered_items_of_a_session_still_open_end_it_as_its_chat_ended_would(world: Any) -> None:
     service, sessions, queue, _ = world
-    # Given a session whose chat.ended never came, When reconciliation recovers items of it
+    # Given a session whose chat.ended never came, When reconciliation recovers items of it (Connect wrote the
+    # contact's transcript, so the contact has ended)
     service.reassemble(SESSION)
-    # Then it is recorded as open (its chat.ended or the sweep will assemble it), and nothing is queued now
-    assert sessions.touches == 1
-    assert queue.scheduled == []
+    # Then the session is ended and its assembly scheduled after the grace period, as chat.ended does
+    assert sessions.closed
+    assert queue.scheduled == [(SESSION, "ended", 60)]
 
 
 def test_recovered_items_whose_session_cannot_be_recorded_queue_the_re_assembly_anyway(world: Any) -> None:
