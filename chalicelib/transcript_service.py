@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.events import RelayEvent, webhook_id_for
 from chalicelib.observability import count, logger
-from chalicelib.transcripts import ArchivedEvent, Transcript, assemble, session_events
+from chalicelib.transcripts import ArchivedEvent, Reason, Transcript, assemble, session_events
 
 if TYPE_CHECKING:
     from chalicelib.adapters.archive import Archive
@@ -45,10 +45,6 @@ if TYPE_CHECKING:
     from chalicelib.relay import Relay
 
 TRANSCRIPT_COMPLETED = "chat.transcript.completed"
-# ended: chat.ended came; recheck: the late check after an assembly; late: an item came after the transcript was
-# made; sweep: the session was idle and its chat.ended never came.
-Reason = Literal["ended", "recheck", "late", "sweep"]
-REASONS: Final = frozenset({"ended", "recheck", "late", "sweep"})
 # An open session's item is recorded at most this often per container (a write per item would cost a write per item).
 TOUCH_SECONDS: Final = 30.0
 # Sessions a container remembers recording; past this it forgets them all (it then records each once more).

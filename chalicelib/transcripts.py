@@ -11,11 +11,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 CONNECT_TRANSCRIPT_VERSION: Final = "2019-08-26"
 # Noise in a transcript: who is typing, and who has read what.
 LEFT_OUT: Final = frozenset({"chat.typing", "chat.receipt"})
+# Why an assembly is requested: ended, chat.ended came; recheck, the late check after an assembly; late, items came
+# after the transcript was made (late on the stream, or recovered by reconciliation); sweep, the session was idle and
+# its chat.ended never came. Here, not in the transcript service, so the assembler's handler reads requests without
+# importing the service before its first event.
+Reason = Literal["ended", "recheck", "late", "sweep"]
+REASONS: Final = frozenset(get_args(Reason))
 _ROLE_NAMES: Final = {"CUSTOMER": "customer", "AGENT": "agent", "SYSTEM": "system", "CUSTOM_BOT": "bot"}
 
 

@@ -12,7 +12,7 @@ from chalicelib.errors import SettingsError
 from chalicelib.handlers.unreadable import readable_requests
 from chalicelib.observability import contact_keys, observed
 from chalicelib.settings import INSTANCE_ID, deploy_time
-from chalicelib.transcript_service import REASONS
+from chalicelib.transcripts import REASONS
 
 transcripts = Blueprint(__name__)
 # How often the sweep looks for idle sessions: one closes between SESSION_IDLE_SECONDS and that plus this.
