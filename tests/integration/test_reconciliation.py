@@ -418,14 +418,15 @@ def test_the_scan_queues_what_connect_wrote_and_an_object_queued_twice_is_recove
     stream(client, transcript("chat-transcript.json"), leave_out=frozenset({GREETING}))
     streamed = len(receiver.requests)
     body = (PROJECT / "tests" / "events" / "transcripts" / "chat-transcript.json").read_bytes()
-    clients.s3().put_object(Bucket=CONNECT_BUCKET, Key=todays_key(SESSION), Body=body)
+    key = todays_key(SESSION)
+    clients.s3().put_object(Bucket=CONNECT_BUCKET, Key=key, Body=body)
     clients.s3().put_object(Bucket=CONNECT_BUCKET, Key="connect/relay-dev/CallRecordings/x.wav", Body=b"RIFF")
 
     # When it runs twice, the second time within the overlap
     first, second = scan(client), scan(client)
 
     # Then each run queued the transcript as the EventBridge path does, and no other object
-    expected = {"bucket": CONNECT_BUCKET, "key": todays_key(SESSION), "phase": "check"}
+    expected = {"bucket": CONNECT_BUCKET, "key": key, "phase": "check"}
     assert [json.loads(r) for r in first + second] == [expected, expected]
     # And both comparisons together recover the greeting once; the reports share their webhook-id, so the
     # delivery ledger sends the second one nowhere it was delivered already
