@@ -572,7 +572,7 @@ def outcome_of(result: DeliveryResult, destination: Destination) -> Outcome:
         return "delivered"
     if result.held == "parked":
         return "parked"
-    if result.held == "deferred":
+    if result.held is not None:  # deferred or paced: on the retry path without an attempt
         return "retrying"
     return "retrying" if verdict(result, 1, destination.retry_policy) is Verdict.RETRY else "failed"
 

@@ -34,7 +34,7 @@ USER_AGENT = f"connect-chat-relay/{__version__}"
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 # A receiver may slow its retries down, but not push them past the retry schedule's horizon.
 # Why an undelivered event waits where it does (see DeliveryResult.held).
-Held = Literal["parked", "deferred"]
+Held = Literal["parked", "deferred", "paced"]
 
 
 class WebhookTarget(Protocol):
@@ -56,8 +56,9 @@ class WebhookTarget(Protocol):
 class DeliveryResult:
     """What delivering one event to one destination came to; ``error`` never holds a secret or the url.
 
-    ``held``: ``parked`` (kept for a disabled destination until it is re-enabled, instead of the retry path) or
-    ``deferred`` (not attempted: handed to the retry path by the destination's circuit breaker or rate limit).
+    ``held``: ``parked`` (kept for a disabled destination until it is re-enabled, instead of the retry path),
+    ``deferred`` (not attempted: handed to the retry path by the destination's open circuit breaker, or because it
+    is disabled and cannot be parked) or ``paced`` (not attempted: the destination's rate is spent this second).
     ``already_delivered``: not sent, because the delivery ledger knows this destination answered 2xx for this
     ``webhook-id`` before (``ok`` is then true).
     """

@@ -68,11 +68,16 @@ class ParkedEvent:
 
 @dataclass(frozen=True)
 class Gate:
-    """Whether to send now (``deliver``), or what was done instead (``parked``, ``defer`` to the retry path)."""
+    """Whether to send now (``deliver``), or what was done instead (``parked``, ``defer`` to the retry path).
+
+    ``paced``: deferred because the destination's rate is spent this second, not because it is unwell (an open
+    breaker): the retry path then waits the second out without counting it as a deferral.
+    """
 
     decision: Decision
     reason: str
     retry_after_seconds: int | None = None
+    paced: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,7 @@ class EndpointHealth:
             if destination.max_per_second is not None and not self._take(name, destination.max_per_second, now):
                 count("DeliveryDeferred")
                 count("RateLimited")
-                return Gate("defer", "rate limit reached", retry_after_seconds=1)
+                return Gate("defer", "rate limit reached", retry_after_seconds=1, paced=True)
         except HealthStoreError as exc:
             logger.warning("destination health unavailable", extra={"destination": name, "reason": str(exc)})
             cached = self._cache.get(name)

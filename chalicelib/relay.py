@@ -26,6 +26,7 @@ from chalicelib.retries import (
     Attempt,
     RetryTicket,
     Verdict,
+    deferral_wait,
     event_from_envelope,
     first_ticket,
     now,
@@ -355,17 +356,10 @@ class _Handoff:
             if ticket is not None:
                 count("DeliveryRecovered")
             return
-        if result.held == "parked" or (replay and result.held == "deferred"):
+        if result.held == "parked" or (replay and result.held is not None):
             return  # kept in the health store until the destination is enabled again
-        if result.held == "deferred":
-            # Not attempted (circuit open, rate limit): the same attempt later, when the destination may take it.
-            wait = float(result.retry_after_seconds or 1)
-            waiting = (
-                ticket.later(now() + wait)
-                if ticket
-                else RetryTicket(destination.name, event.webhook_id, event, now() + wait, resend=self._resend)
-            )
-            self.requeue(waiting, event)
+        if result.held is not None:
+            self._defer(destination, event, ticket or self._fresh(destination, event), result)
             return
         number = (ticket.attempted if ticket else 0) + 1
         policy = destination.retry_policy
@@ -386,18 +380,39 @@ class _Handoff:
             if ticket
             else first_ticket(destination.name, event, attempt, 0.0, resend=self._resend)
         )
-        key = self._relay._quarantine.keep_dead_letter(
-            dead, event, reason=outcome.value, disable_endpoint=outcome is Verdict.GONE
-        )
+        self._dead_letter(dead, event, outcome.value, disable_endpoint=outcome is Verdict.GONE)
+
+    def _defer(self, destination: Destination, event: RelayEvent, ticket: RetryTicket, result: DeliveryResult) -> None:
+        """Not attempted: the same attempt later, when the destination may take it. A spent rate waits out its
+        second, uncounted; an unwell destination (open breaker) puts the ticket off one schedule step further
+        each time, and dead-letters it once the schedule's horizon has passed (:func:`deferral_wait`)."""
+        told = float(result.retry_after_seconds or 1)  # what is left of the rate's second, or of the cooldown
+        moment = now()
+        if result.held == "paced":
+            self.requeue(ticket.later(moment + told), event)
+            return
+        wait = deferral_wait(ticket, destination.retry_policy, told, moment, self._relay._rng)
+        if wait is None:
+            self._dead_letter(ticket, event, "deferred", disable_endpoint=False)
+            return
+        self.requeue(ticket.deferred(moment + wait, moment), event)
+
+    def _fresh(self, destination: Destination, event: RelayEvent) -> RetryTicket:
+        """The ticket of a delivery deferred before its first attempt."""
+        return RetryTicket(destination.name, event.webhook_id, event, 0.0, resend=self._resend)
+
+    def _dead_letter(self, dead: RetryTicket, event: RelayEvent, reason: str, *, disable_endpoint: bool) -> None:
+        key = self._relay._quarantine.keep_dead_letter(dead, event, reason=reason, disable_endpoint=disable_endpoint)
         count("DeliveryExhausted")
         logger.error(
             "delivery dead-lettered",
             extra={
-                "destination": destination.name,
+                "destination": dead.destination,
                 "webhook_id": event.webhook_id,
-                "reason": outcome.value,
-                "attempts": number,
-                "disable_endpoint": outcome is Verdict.GONE,
+                "reason": reason,
+                "attempts": dead.attempted,
+                "deferrals": dead.deferrals,
+                "disable_endpoint": disable_endpoint,
                 "key": key,
             },
         )
@@ -427,7 +442,7 @@ def _held(event: RelayEvent, destination: str, gate: Gate) -> DeliveryResult:
         )
     return replace(
         DeliveryResult.unsent(event, destination, f"deferred: {gate.reason}", retryable=True),
-        held="deferred",
+        held="paced" if gate.paced else "deferred",
         retry_after_seconds=gate.retry_after_seconds,
     )
 

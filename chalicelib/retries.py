@@ -10,6 +10,11 @@ Status rules: 2xx delivered; 3xx a failure, never followed; 410 Gone is permanen
 endpoint; 429, 502, 503 and 504 honour ``Retry-After``, bounded by the schedule's longest wait; other 4xx are
 retried, or permanent where the destination sets ``retry_client_errors: false``; no answer (refused, timed out)
 is retried, except what the relay refuses to send (plain http, an internal address), which retrying cannot fix.
+
+Deferrals: while a destination's circuit breaker is open its tickets are put off without spending an attempt
+(:func:`deferral_wait`): each deferral waits the schedule step the ticket is on, one step further each time, never
+less than the breaker's cooldown; a ticket still deferred once its schedule's span (jitter included) has passed
+since it began is dead-lettered. A rate limit's deferral is not one of these: it waits a second, uncounted.
 """
 
 from __future__ import annotations
@@ -56,6 +61,12 @@ class RetryPolicy:
     def longest_wait(self) -> float:
         """The longest wait of the schedule: ``Retry-After`` never pushes a retry past it."""
         return max(self.schedule)
+
+    @property
+    def horizon(self) -> float:
+        """Seconds from a delivery's first try to the latest its last attempt could come (every wait jittered
+        up): a ticket deferred past it is dead-lettered."""
+        return sum(self.schedule) * (1 + JITTER)
 
 
 DEFAULT_RETRY_POLICY: Final = RetryPolicy()
@@ -124,6 +135,26 @@ def wait_before(attempt: int, policy: RetryPolicy, result: DeliveryResult, rng: 
     return min(wait, policy.longest_wait)
 
 
+def deferral_wait(
+    ticket: RetryTicket, policy: RetryPolicy, cooldown: float, at: float, rng: random.Random
+) -> float | None:
+    """Seconds to put ``ticket`` off at ``at`` while its destination's breaker stays open ``cooldown`` seconds
+    more; None when the ticket is to be dead-lettered: the schedule's horizon has passed since it began.
+
+    The wait is the schedule step the ticket is on (attempts and deferrals so far), jittered and at most the
+    schedule's longest wait, but never shorter than the cooldown (sooner, only the probe could go), and never past
+    the horizon. A destination that stays down thus costs each ticket one trip per schedule step, not one per
+    cooldown, and a bounded number in all.
+    """
+    began = ticket.began if ticket.began is not None else at
+    left = began + policy.horizon - at
+    if left <= 0:
+        return None
+    step = policy.schedule[min(ticket.attempted + ticket.deferrals, policy.attempts - 1)]
+    wait = max(min(step * (1 + rng.uniform(-JITTER, JITTER)), policy.longest_wait), cooldown)
+    return min(wait, left)
+
+
 class RetryTicketInvalidError(RelayError):
     """A retry queue message the relay cannot read (kept in the quarantine, never retried blindly)."""
 
@@ -134,6 +165,9 @@ class RetryTicket:
 
     ``event`` is None when the event's body was too large for a queue message and sits in S3 at ``event_ref``.
     ``resend``: an explicit re-send (a replay), delivered whatever the delivery ledger says.
+    ``deferrals``: how many times it was put off by its destination's open breaker (no attempt spent), the first
+    time at ``deferred_since``. Both are left out of the message when there were none, so a ticket queued before
+    they existed reads as never deferred.
     """
 
     destination: str
@@ -144,11 +178,18 @@ class RetryTicket:
     event_ref: str | None = None
     redriven: int = 0
     resend: bool = False
+    deferrals: int = 0
+    deferred_since: float | None = None
 
     @property
     def attempted(self) -> int:
         """How many attempts were made."""
         return len(self.attempts)
+
+    @property
+    def began(self) -> float | None:
+        """When the delivery was first tried: its first attempt, or its first deferral if it was never attempted."""
+        return self.attempts[0].at if self.attempts else self.deferred_since
 
     def to_json(self, *, by_reference: str | None = None) -> str:
         """The queue message: ASCII JSON (SQS refuses some characters a body may hold)."""
@@ -163,6 +204,10 @@ class RetryTicket:
             doc["redriven"] = self.redriven
         if self.resend:
             doc["resend"] = True
+        if self.deferrals:
+            doc["deferrals"] = self.deferrals
+            if self.deferred_since is not None:
+                doc["deferred_since"] = round(self.deferred_since, 3)
         ref = by_reference or self.event_ref
         if ref is not None:
             doc["event_ref"] = ref
@@ -197,6 +242,7 @@ class RetryTicket:
                 )
                 for a in doc.get("attempts", [])
             )
+            since = doc.get("deferred_since")
             return cls(
                 destination=destination,
                 webhook_id=webhook_id,
@@ -206,6 +252,8 @@ class RetryTicket:
                 event_ref=ref if isinstance(ref, str) else None,
                 redriven=int(doc.get("redriven", 0)),
                 resend=doc.get("resend") is True,
+                deferrals=int(doc.get("deferrals", 0)),
+                deferred_since=None if since is None else float(since),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise RetryTicketInvalidError(f"unreadable retry ticket: {type(exc).__name__}: {exc}"[:300]) from None
@@ -215,8 +263,13 @@ class RetryTicket:
         return replace(self, event=event)
 
     def later(self, not_before: float) -> RetryTicket:
-        """The same attempt, put off until ``not_before`` (a destination that could not take it yet)."""
+        """The same attempt, put off until ``not_before`` (a destination whose rate is spent), uncounted."""
         return replace(self, not_before=not_before)
+
+    def deferred(self, not_before: float, at: float) -> RetryTicket:
+        """The same attempt, put off at ``at`` until ``not_before`` by an open breaker: counted as a deferral."""
+        since = self.deferred_since if self.deferred_since is not None else at
+        return replace(self, not_before=not_before, deferrals=self.deferrals + 1, deferred_since=since)
 
     def after(self, attempt: Attempt, not_before: float) -> RetryTicket:
         """The ticket for the next attempt."""

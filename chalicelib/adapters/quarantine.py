@@ -4,7 +4,8 @@
 ``undelivered/<destination>/``: deliveries that failed and could not be handed to the retry queue (SQS failing
 too), with the event and the attempts so far; redrive puts them back on the queue.
 ``dead-letters/<destination>/``: deliveries that will not be retried (the last attempt failed, 410 Gone, a
-permanent 4xx), with the event and every attempt's status, time and reason; redrive puts them back on the queue.
+permanent 4xx, an open breaker past the schedule), with the event and every attempt's status, time and reason;
+redrive puts them back on the queue.
 ``retrying/``: bodies of events too large for a queue message, which the retry ticket names.
 ``undecided/``: events a destination's filters could not decide on (no instance id, unknown visibility), with
 the reason, instead of a delivery that might reach the wrong audience.
@@ -126,6 +127,7 @@ class Quarantine:
             "attempts": [attempt.as_dict() for attempt in ticket.attempts],
             "redriven": ticket.redriven,
             **({"resend": True} if ticket.resend else {}),
+            **({"deferrals": ticket.deferrals} if ticket.deferrals else {}),
             **fields,
             "kept_at": int(time.time()),
         }

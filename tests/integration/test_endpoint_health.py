@@ -25,9 +25,10 @@ from chalicelib import clients, dependencies
 from chalicelib.adapters.health_table import HealthTable
 from chalicelib.events import RelayEvent
 from chalicelib.handlers.chat_stream import on_chat_message
+from chalicelib.handlers.retries import retry_deliveries
 from chalicelib.health import DestinationHealth, HealthReplayBusyError, HealthStore
 from scripts.receivers import Answer, Receiver
-from tests.conftest import HEALTH_TABLE, PROJECT, QUARANTINE_BUCKET, emitted_metrics, load_event
+from tests.conftest import HEALTH_TABLE, PROJECT, QUARANTINE_BUCKET, emitted_metrics, load_event, sqs_event
 from tests.fakes import FakeHealthStore
 from tests.functional.test_openapi import CheckedHTTP
 
@@ -186,9 +187,10 @@ def contents(receiver: Receiver) -> list[str]:
     return [json.loads(request.body)["data"]["content"] for request in receiver.requests]
 
 
-def undelivered() -> list[dict[str, Any]]:
+def kept(kind: str) -> list[dict[str, Any]]:
+    """The quarantine's kept deliveries of ``kind`` (``undelivered``, ``dead-letters``)."""
     s3 = clients.s3()
-    listing = s3.list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix="quarantine/undelivered/").get("Contents", [])
+    listing = s3.list_objects_v2(Bucket=QUARANTINE_BUCKET, Prefix=f"quarantine/{kind}/").get("Contents", [])
     return [json.loads(s3.get_object(Bucket=QUARANTINE_BUCKET, Key=o["Key"])["Body"].read()) for o in listing]
 
 
@@ -209,7 +211,7 @@ def test_a_410_disables_at_once_parks_then_enable_replays_in_order(
         invoke(number)
     assert len(receiver.requests) == 1
     assert health_of().parked == 4
-    assert undelivered() == []
+    assert kept("undelivered") == []
 
     receiver.answer("/hook", Answer(status=204))
     with Client(app, stage_name="dev", project_dir=str(PROJECT)) as client:
@@ -273,6 +275,53 @@ def test_an_open_breaker_defers_without_waiting_and_a_probe_closes_it(
     assert contents(receiver)[-2:] == ["message 4", "message 5"]
     assert "CircuitClosed" in emitted_metrics(relay_output())
     assert health_of().breaker_open_until is None
+
+
+def test_a_destination_that_stays_down_has_its_tickets_dead_lettered_after_the_schedule_instead_of_bouncing(
+    configure: Callable[..., str],
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    relay_output: Callable[[], str],
+    queued: list[dict[str, Any]],
+) -> None:
+    # Given a receiver that never answers 2xx, a breaker that opens after 2 failures for 1 s, and a schedule
+    # compressed to 3.5 s (its horizon, jitter included: 4.2 s)
+    monkeypatch.setenv("BREAKER_FAILURES", "2")
+    monkeypatch.setenv("BREAKER_COOLDOWN_SECONDS", "1")
+    configure(retry_schedule=[0, 0.5, 1, 2])
+    receiver.answer("/hook", Answer(status=503))
+    for number in range(1, 7):
+        invoke(number)
+    assert "CircuitOpened" in emitted_metrics(relay_output())
+    # When retry_deliveries takes every ticket as it falls due, as the queue would hand them over
+    sent = len(queued)
+    waiting: list[dict[str, Any]] = []
+    while queued or waiting:
+        # Each of the 6 tickets: its first send, at most 6 deferrals (one a cooldown of 1 s within 4.2 s) and 3
+        # retries; with a deferral per cooldown and no end, this would go on forever.
+        assert sent <= 6 * (1 + 6 + 3), "tickets still bouncing"
+        waiting += queued
+        queued.clear()
+        time.sleep(max(0.0, min(ticket["body"]["not_before"] for ticket in waiting) - time.time()))
+        due = [ticket for ticket in waiting if ticket["body"]["not_before"] <= time.time()]
+        waiting = [ticket for ticket in waiting if ticket not in due]
+        for batch in (due[index : index + 10] for index in range(0, len(due), 10)):
+            answer = retry_deliveries(sqs_event(*(json.dumps(ticket["body"]) for ticket in batch)), LambdaContext())
+            assert answer == {"batchItemFailures": []}
+        sent += len(queued)
+    # Then every event ends dead-lettered, none still on the queue: those the breaker kept putting off past the
+    # schedule's horizon say so, with their deferrals and attempt log
+    dead = {letter["event"]["data"]["content"]: letter for letter in kept("dead-letters")}
+    assert sorted(dead) == [f"message {n}" for n in range(1, 7)]
+    assert {letter["reason"] for letter in dead.values()} <= {"deferred", "exhausted"}
+    deferred = [letter for letter in dead.values() if letter["reason"] == "deferred"]
+    assert deferred
+    assert all(letter["deferrals"] >= 1 for letter in deferred)
+    assert all(len(letter["attempts"]) < 4 for letter in deferred)
+    # And each ticket bounced a handful of times (about once a cooldown for 4.2 s), not once a cooldown forever
+    assert all(letter.get("deferrals", 0) <= 6 for letter in dead.values())
+    assert len(receiver.requests) <= 6 * 4
+    assert emitted_metrics(relay_output())["DeliveryExhausted"] == 6
 
 
 def test_a_burst_above_the_rate_waits_in_the_retry_path(

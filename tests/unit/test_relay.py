@@ -18,7 +18,7 @@ from chalicelib.events import RelayEvent
 from chalicelib.health import EndpointHealth, HealthPolicy
 from chalicelib.observability import flush
 from chalicelib.relay import DestinationUnknownError, Relay
-from chalicelib.retries import RetryTicket
+from chalicelib.retries import Attempt, RetryPolicy, RetryTicket
 from tests.conftest import emitted_metrics
 from tests.fakes import Clock, FakeHealthStore, FakeLedger
 
@@ -60,6 +60,11 @@ class FakeQuarantine:
     def __init__(self) -> None:
         self.kept: list[tuple[str, str]] = []
         self.undecided: list[tuple[str, str, str]] = []
+        self.dead: list[tuple[RetryTicket, str]] = []
+
+    def keep_dead_letter(self, ticket: RetryTicket, event: RelayEvent, *, reason: str, disable_endpoint: bool) -> str:
+        self.dead.append((ticket, reason))
+        return f"dead-letters/{ticket.destination}"
 
     def keep_undelivered(self, ticket: RetryTicket, event: RelayEvent | None) -> str:
         self.kept.append((ticket.destination, ticket.webhook_id))
@@ -86,11 +91,13 @@ class FakeRetryQueue:
     def __init__(self, *, refusing: bool = False) -> None:
         self.refusing = refusing
         self.sent: list[tuple[str, str]] = []
+        self.tickets: list[RetryTicket] = []
 
     def send(self, tickets: Sequence[RetryTicket]) -> list[RetryTicket]:
         if self.refusing:
             return list(tickets)
         self.sent += [(ticket.destination, ticket.webhook_id) for ticket in tickets]
+        self.tickets += tickets
         return []
 
 
@@ -135,10 +142,11 @@ def relay(
     queue: FakeRetryQueue | None = None,
     aws: FakeAwsDelivery | None = None,
     ledger: FakeLedger | None = None,
+    clock: Clock | None = None,
 ) -> tuple[Relay, FakeFanout, FakeRetryQueue, FakeQuarantine]:
     fake_fanout, fake_queue, quarantine = fanout or FakeFanout(), queue or FakeRetryQueue(), FakeQuarantine()
     config = RelayConfig(destinations=destinations, version=1)
-    health = EndpointHealth(store or FakeHealthStore(), HealthPolicy(), clock=Clock())
+    health = EndpointHealth(store or FakeHealthStore(), HealthPolicy(), clock=clock or Clock())
     fakes: dict[str, Any] = {
         "secrets": FakeSecrets(),
         "fanout": fake_fanout,
@@ -413,3 +421,78 @@ class TestTheDeliveryLedger:
         assert publisher.enable("crm", time_left=lambda: 10).done
         assert fanout.sent == []
         assert store.parked_events["crm"] == []
+
+
+class TestBreakerDeferrals:
+    """Tickets an open breaker puts off: one schedule step further each time, until the schedule's horizon; a spent
+    rate is not one of these; and a probe that gets an answer still closes the breaker. The relay's clock and the
+    health's are one fake clock."""
+
+    POLICY = RetryPolicy(schedule=(0.0, 60.0, 600.0, 6000.0))  # horizon: 6,660 s ±20 % = 7,992 s
+
+    @pytest.fixture
+    def clock(self, monkeypatch: pytest.MonkeyPatch) -> Clock:
+        clock = Clock()
+        monkeypatch.setattr("chalicelib.relay.now", clock)
+        return clock
+
+    def test_a_destination_that_stays_down_defers_each_ticket_further_then_dead_letters_it(
+        self, clock: Clock, relay_output: Any
+    ) -> None:
+        # Given a destination whose breaker is open whenever its tickets come back (30 s cooldowns)
+        store = FakeHealthStore()
+        publisher, fanout, queue, quarantine = relay(hook("dead", retry_policy=self.POLICY), store=store, clock=clock)
+        store.open_breaker("dead", clock.now, clock.now + 30)
+        publisher.publish(EVENT)
+        waits: list[float] = []
+        # When each ticket is retried when due, the breaker open again, until none comes back
+        while len(queue.tickets) > len(waits):
+            ticket = queue.tickets[-1]
+            waits.append(ticket.not_before - clock.now)
+            clock.now = ticket.not_before
+            store.open_breaker("dead", clock.now, clock.now + 30)
+            publisher.retry(ticket, deadline=None)
+            assert len(waits) < 10
+        # Then it waited the cooldown, then each schedule step (±20 %), and was never sent nor charged an attempt
+        assert waits[0] == 30
+        assert 48 <= waits[1] <= 72
+        assert 480 <= waits[2] <= 720
+        assert all(4800 <= wait <= 6000 for wait in waits[3:-1])
+        assert fanout.sent == []
+        # And once the schedule's horizon had passed it was dead-lettered, saying so, with its deferrals
+        [(dead, reason)] = quarantine.dead
+        assert (reason, dead.attempts, dead.deferrals) == ("deferred", (), len(waits))
+        assert clock.now == pytest.approx(1_800_000_000.0 + self.POLICY.horizon)
+        flush()
+        assert emitted_metrics(relay_output())["DeliveryExhausted"] == 1
+
+    def test_a_spent_rate_waits_a_second_uncounted_even_for_a_ticket_past_its_horizon(self, clock: Clock) -> None:
+        # Given a destination taking one delivery a second, and a ticket whose first attempt was two days ago
+        publisher, fanout, queue, quarantine = relay(
+            hook("busy", max_per_second=1, retry_policy=self.POLICY), clock=clock
+        )
+        publisher.publish(EVENT)
+        old = RetryTicket("busy", "msg_old", EVENT, 0.0, (Attempt(1, clock.now - 172_800, 503, "HTTP 503", 1.0),))
+        # When it comes back in a second whose budget is spent
+        publisher.retry(old, deadline=None)
+        # Then it is paced: the same attempt a second later, no deferral counted, not dead-lettered
+        [paced] = queue.tickets
+        assert (paced.webhook_id, paced.not_before - clock.now, paced.deferrals) == ("msg_old", 1, 0)
+        assert quarantine.dead == []
+        assert fanout.sent == [("busy", "msg_1")]
+
+    def test_a_probe_the_receiver_answers_closes_the_breaker_and_delivers_the_deferred_ticket(
+        self, clock: Clock
+    ) -> None:
+        store = FakeHealthStore()
+        publisher, fanout, queue, _ = relay(hook("back", retry_policy=self.POLICY), store=store, clock=clock)
+        store.open_breaker("back", clock.now, clock.now + 30)
+        publisher.publish(EVENT)
+        [deferred] = queue.tickets
+        # When the ticket comes back after the cooldown, and the receiver answers
+        clock.now = deferred.not_before
+        publisher.retry(deferred, deadline=None)
+        # Then it was the probe: delivered, the breaker closed, nothing left on the queue
+        assert fanout.sent == [("back", "msg_1")]
+        assert store.states["back"].breaker_open_until is None
+        assert queue.tickets == [deferred]

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -20,6 +21,7 @@ from chalicelib.retries import (
     RetryTicket,
     RetryTicketInvalidError,
     Verdict,
+    deferral_wait,
     first_ticket,
     verdict,
     wait_before,
@@ -152,3 +154,74 @@ def test_a_destination_sets_its_own_schedule_and_client_error_rule() -> None:
 def test_an_invalid_schedule_is_refused(schedule: object) -> None:
     with pytest.raises(RelayConfigError, match="retry_schedule"):
         parse_relay_config({"version": 1, "destinations": [destination(retry_schedule=schedule)]}, source="test")
+
+
+class TestDeferrals:
+    """A ticket put off by its destination's open breaker: how long it waits, and when it stops waiting."""
+
+    START = 1_800_000_000.0
+    COOLDOWN = 30.0
+
+    def fresh(self) -> RetryTicket:
+        return RetryTicket("hook", "msg_1", EVENT, 0.0)
+
+    def test_a_ticket_keeps_its_deferrals_and_one_queued_before_them_reads_as_never_deferred(self) -> None:
+        ticket = self.fresh().deferred(self.START + 30, self.START).deferred(self.START + 60, self.START + 30)
+        again = RetryTicket.from_json(ticket.to_json())
+        assert (again.deferrals, again.deferred_since, again.began) == (2, self.START, self.START)
+        older = '{"v":1,"destination":"hook","webhook_id":"msg_1","not_before":1,"attempts":[],"event":%s}'
+        old = RetryTicket.from_json(older % json.dumps(EVENT.envelope()))
+        assert (old.deferrals, old.deferred_since, old.began) == (0, None, None)
+        assert "deferrals" not in self.fresh().to_json()
+
+    def test_the_first_deferral_waits_the_cooldown_and_each_next_one_a_schedule_step_further(self) -> None:
+        # Given the default schedule and no jitter to blur the steps
+        rng = random.Random(0)
+        rng.uniform = lambda a, b: 0.0  # type: ignore[method-assign]
+        ticket, at, waits = self.fresh(), self.START, []
+        for _ in range(6):
+            wait = deferral_wait(ticket, DEFAULT_RETRY_POLICY, self.COOLDOWN, at, rng)
+            assert wait is not None
+            waits.append(wait)
+            ticket, at = ticket.deferred(at + wait, at), at + wait
+        # Then the waits follow the schedule, never shorter than the breaker's cooldown
+        assert waits == [30.0, 30.0, 300.0, 1800.0, 7200.0, 18000.0]
+        assert ticket.attempted == 0
+
+    def test_a_ticket_with_attempts_waits_the_step_it_is_on_and_counts_from_its_first_attempt(self) -> None:
+        policy = RetryPolicy(schedule=(0, 10, 100, 1000))
+        tried = first_ticket("hook", EVENT, Attempt(1, self.START, 503, "HTTP 503", 1.0), 0.0)
+        tried = tried.after(Attempt(2, self.START + 10, 503, "HTTP 503", 1.0), 0.0)
+        wait = deferral_wait(tried, policy, 1.0, self.START + 120, random.Random(3))
+        assert wait is not None
+        assert 80 <= wait <= 120  # the step before attempt 3: 100 s ±20 %
+        assert tried.began == self.START
+        horizon = self.START + policy.horizon
+        assert deferral_wait(tried, policy, 1.0, horizon - 5, random.Random(3)) == pytest.approx(5)
+        assert deferral_wait(tried, policy, 1.0, horizon, random.Random(3)) is None
+
+    @given(seed=st.integers(), attempted=st.integers(0, 7), deferrals=st.integers(0, 30), cooldown=st.integers(1, 3600))
+    def test_a_deferral_is_at_least_the_cooldown_at_most_the_longest_wait_and_never_past_the_horizon(
+        self, seed: int, attempted: int, deferrals: int, cooldown: int
+    ) -> None:
+        attempts = tuple(Attempt(n, self.START, 503, None, 1.0) for n in range(1, attempted + 1))
+        ticket = RetryTicket("hook", "msg_1", EVENT, 0.0, attempts, deferrals=deferrals, deferred_since=self.START)
+        at = self.START + 3600
+        left = self.START + DEFAULT_RETRY_POLICY.horizon - at
+        wait = deferral_wait(ticket, DEFAULT_RETRY_POLICY, cooldown, at, random.Random(seed))
+        assert wait is not None
+        assert min(cooldown, left) <= wait <= min(max(cooldown, DEFAULT_RETRY_POLICY.longest_wait), left)
+
+    @given(seed=st.integers())
+    def test_a_destination_that_stays_down_dead_letters_each_ticket_after_a_bounded_number_of_bounces(
+        self, seed: int
+    ) -> None:
+        # Given a ticket deferred at every turn (the breaker never closes), on the default schedule
+        rng, ticket, at, bounces = random.Random(seed), self.fresh(), self.START, 0
+        while (wait := deferral_wait(ticket, DEFAULT_RETRY_POLICY, self.COOLDOWN, at, rng)) is not None:
+            ticket, at, bounces = ticket.deferred(at + wait, at), at + wait, bounces + 1
+            assert bounces < 20
+        # Then it is given up once the schedule's jittered span (33.1 h) has passed, after 9 or 10 bounces,
+        # where a wait of one cooldown each time would have bounced 3,972 times by then, and forever after
+        assert at == pytest.approx(self.START + DEFAULT_RETRY_POLICY.horizon)
+        assert 9 <= bounces <= 10
