@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from chalicelib.archive_replay import ArchiveReplays
     from chalicelib.attachment_links import AttachmentLinks
     from chalicelib.aws_delivery import AwsDelivery
+    from chalicelib.contact_starts import ContactStarts
     from chalicelib.delivery import Fanout
     from chalicelib.destination_kinds import ArchiveTarget
     from chalicelib.destinations import RelayConfig
@@ -82,6 +83,21 @@ def client_token_ledger() -> ClientTokenLedger:
     from chalicelib.adapters.client_tokens import ClientTokenLedger
 
     return ClientTokenLedger(clients.dynamodb(), get_settings().streams_table_name)
+
+
+@cache
+def contact_starts() -> ContactStarts:
+    """Starts the calls and chats front ends ask for; each collaborator is made when a request first needs it."""
+    from chalicelib.contact_starts import ContactStarts
+
+    return ContactStarts(
+        get_settings(),
+        connect=connect_gateway,
+        keys=client_token_ledger,
+        streams=streaming_starter,
+        announcer=relay,
+        connections=two_way_chats,
+    )
 
 
 @cache
@@ -357,6 +373,7 @@ def reset() -> None:
         flow_streaming_starter,
         connect_gateway,
         client_token_ledger,
+        contact_starts,
         two_way_chats,
         attachment_files,
         attachment_links,

@@ -169,3 +169,26 @@ class FakeLedger:
         if self.failing:
             raise DeliveryLedgerError("writing the delivery ledger failed (ServiceUnavailable)")
         self.pairs |= set(pairs)
+
+
+class RecordingRelay:
+    """The relay's ``publish`` and ``hold``, recorded instead of delivered; ``failures`` names the calls that raise
+    and what they raise."""
+
+    def __init__(self, failures: dict[str, Exception] | None = None) -> None:
+        self.published: list[RelayEvent] = []
+        self.held: list[RelayEvent] = []
+        self.timeouts: list[float | None] = []
+        self.failures = failures or {}
+
+    def publish(self, event: RelayEvent, *, max_timeout_seconds: float | None = None) -> list[object]:
+        if "publish" in self.failures:
+            raise self.failures["publish"]
+        self.published.append(event)
+        self.timeouts.append(max_timeout_seconds)
+        return []
+
+    def hold(self, event: RelayEvent) -> None:
+        if "hold" in self.failures:
+            raise self.failures["hold"]
+        self.held.append(event)

@@ -41,6 +41,7 @@ from tests.conftest import (
     dev_stage_environment,
     load_event,
 )
+from tests.fakes import RecordingRelay
 from tests.functional.test_openapi import CheckedHTTP, contract
 from tests.schemas import load_schema
 
@@ -68,9 +69,10 @@ def http(client: Any) -> CheckedHTTP:
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> list[RelayEvent]:
     """Events handed to the fan-out, recorded instead of delivered."""
-    events: list[RelayEvent] = []
-    monkeypatch.setattr(contacts_api, "_publish", events.append)
-    return events
+    relay = RecordingRelay()
+    # Cached like the real getter, so dependencies.reset() can clear it
+    monkeypatch.setattr(dependencies, "relay", cache(lambda: relay))
+    return relay.published
 
 
 def post(http: CheckedHTTP, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
@@ -197,11 +199,11 @@ class TestWebRTCContact:
     def test_issue7_item4_an_announcement_nothing_could_keep_is_never_swallowed(
         self, http: CheckedHTTP, connect_stub: Stubber, monkeypatch: pytest.MonkeyPatch, relay_output: Any
     ) -> None:
-        # Given a publisher that could keep the event neither in the retry queue nor in S3
-        def broken(event: RelayEvent) -> None:
-            raise RuntimeError("retry queue and S3 down")
-
-        monkeypatch.setattr(contacts_api, "_publish", broken)
+        # Given a relay that could keep the event neither in the retry queue nor in S3
+        broken = RecordingRelay(
+            {"publish": RuntimeError("destinations file invalid"), "hold": RuntimeError("retry queue and S3 down")}
+        )
+        monkeypatch.setattr(dependencies, "relay", cache(lambda: broken))
         connect_stub.add_response("start_web_rtc_contact", WEBRTC_ANSWER)
         response = post(http, "/webrtc-contacts", {"display_name": "Ana"}, {"Idempotency-Key": "k-9"})
         # Then the caller is told, and may retry with its key
@@ -214,7 +216,7 @@ class TestWebRTCContact:
     def test_the_real_fan_out_is_the_default_publisher(
         self, http: CheckedHTTP, connect_stub: Stubber, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        # Given the relay's publisher, as the route finds it when nothing replaces its seam
+        # Given the relay's publisher, as the route finds it in chalicelib.dependencies
         seen: list[RelayEvent] = []
 
         class Recorder:
@@ -760,8 +762,9 @@ class TestConnectErrors:
     def test_a_stage_without_contact_settings_is_misconfigured_not_a_bare_500(
         self, http: CheckedHTTP, connect_stub: Stubber, monkeypatch: pytest.MonkeyPatch, path: str
     ) -> None:
+        # The test client re-applies the stage's environment: the settings the services are built from are replaced
         monkeypatch.setattr(
-            contacts_api, "get_settings", lambda: dataclasses.replace(get_settings(), connect_instance_id=None)
+            dependencies, "get_settings", cache(lambda: dataclasses.replace(get_settings(), connect_instance_id=None))
         )
         response = post(http, path, {"display_name": "Ana"})
         assert response.status_code == 500

@@ -21,10 +21,12 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from app import app
+from chalicelib import dependencies
 from chalicelib.events import EVENT_TYPES, SCHEMA_DIR
 from chalicelib.handlers.docs import OPENAPI_FILE
 from chalicelib.streaming import client_token_for
 from tests.conftest import INSTANCE_ID, PROJECT, TOPIC_ARN, load_event
+from tests.fakes import RecordingRelay
 
 DOCUMENT_URI = "urn:connect-chat-relay:openapi"
 FIRST = "a1b2c3d4-0000-4000-8000-000000000001"
@@ -264,9 +266,7 @@ class TestContactAnswersMatchTheDocument:
     """A sample of the contact routes' answers (their own tests check every answer the same way)."""
 
     def test_a_web_call(self, http: CheckedHTTP, connect_stub: Stubber, monkeypatch: pytest.MonkeyPatch) -> None:
-        from chalicelib.handlers import contacts_api
-
-        monkeypatch.setattr(contacts_api, "_publish", lambda event: None)
+        monkeypatch.setattr(dependencies, "relay", cache(RecordingRelay))
         connect_stub.add_response("start_web_rtc_contact", load_event("connect/start-webrtc-contact.json"))
         response = http.post(
             "/webrtc-contacts",

@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import app
-from chalicelib import clients
+from chalicelib import clients, dependencies
 from chalicelib.adapters import streams_table
 from chalicelib.adapters.client_tokens import LOCK_SECONDS, ClientTokenLedger, fingerprint
 from chalicelib.adapters.connect import connect_error
@@ -30,6 +31,7 @@ from chalicelib.handlers.http import MAX_PROBLEMS, error_response, principal_of
 from chalicelib.streaming import STREAMING_AT_START, STREAMING_AT_START_ATTRIBUTE
 from scripts.emulated_connect import EmulatedConnect
 from tests.conftest import INSTANCE_ARN, INSTANCE_ID, PROJECT, STREAMS_TABLE, TOPIC_ARN, free_port, load_event
+from tests.fakes import RecordingRelay
 from tests.functional.test_openapi import CheckedHTTP
 
 # The emulated Connect and Participant Service listen on 127.0.0.1.
@@ -289,9 +291,7 @@ def webrtc_calls(connect: EmulatedConnect) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def no_announcements(monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.handlers import contacts_api
-
-    monkeypatch.setattr(contacts_api, "_publish", lambda event: None)
+    monkeypatch.setattr(dependencies, "relay", cache(RecordingRelay))
 
 
 @pytest.mark.usefixtures("no_announcements")

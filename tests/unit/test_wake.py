@@ -29,8 +29,8 @@ ADAPTERS = sorted(
     if path.stem != "__init__"
 )
 # Loaded on first use only: webhook delivery (standardwebhooks, the sender, SSRF checks), the relay and what it
-# builds, the destinations file, endpoint health, archive replays, two-way chats, transcripts, reconciliation,
-# Powertools' parameter providers (webhook secrets) and boto3's DynamoDB conditions; every adapter.
+# builds, the destinations file, endpoint health, archive replays, contact starts, two-way chats, transcripts,
+# reconciliation, Powertools' parameter providers (webhook secrets) and boto3's DynamoDB conditions; every adapter.
 HEAVY = (
     "standardwebhooks",
     "aws_lambda_powertools.utilities.parameters",
@@ -46,6 +46,7 @@ HEAVY = (
     "chalicelib.redrive",
     "chalicelib.two_way_chats",
     "chalicelib.attachment_links",
+    "chalicelib.contact_starts",
     "chalicelib.transcript_service",
     "chalicelib.transcript_scan",
     "chalicelib.reconciliation_service",
@@ -59,8 +60,6 @@ NEEDED_AT_IMPORT = {
         "chalicelib.reconciliation_service",
         "chalicelib.two_way_chats",
         "chalicelib.redrive",
-        "chalicelib.adapters.client_tokens",
-        "chalicelib.adapters.streams_table",
     },
 }
 
