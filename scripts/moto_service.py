@@ -4,10 +4,12 @@ A chaos run keeps thousands of messages in the retry queue and thousands of park
 built for tests that hold a few, then spends the run's minutes on itself rather than in the relay:
 
 - DynamoDB: ``TransactWriteItems`` deep-copies each table a transaction names, for its rollback, before every
-  transaction (with 2,000 events parked, 0.35 s a copy, and parking one more copies the table twice). DynamoDB's
-  own transactions cost the same whatever the table holds. Here the rollback snapshot copies the table's index of
-  items (references) and deep-copies only the items the transaction names: a rollback restores exactly what
-  moto's own would, since a transaction changes no other item.
+  transaction (with 2,000 events parked, 0.35 s a copy, and parking one more copies the table twice), and a
+  rollback puts that copy in the table's place. DynamoDB's own transactions cost the same whatever the table
+  holds, and a rollback there undoes the transaction's own writes only; moto's also undoes every write other
+  requests made to the table meanwhile (its server answers requests in threads, so a chaos run lost parked events
+  that way). Here a transaction keeps deep copies of only the items it names, and a rollback puts back those items,
+  in place: exactly what the transaction changed, and nothing another request wrote.
 - SQS: every message sent reads the queue's attributes, which count every message held three times, and every
   message received reads the retention period the same way (so a receive costs the square of the queue's
   length). Here the three counts are computed together, in one pass, at most every ``COUNT_SECONDS`` (SQS calls
@@ -29,12 +31,11 @@ import sys
 import threading
 import time
 import types
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-_named = threading.local()
+_in_transaction = threading.local()
 COUNT_SECONDS = 0.25
 _COUNTS = (
     "approximate_number_of_messages",
@@ -77,22 +78,30 @@ def _keys(table: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, A
     return keys
 
 
-def snapshot(table: Any, transact_items: list[dict[str, Any]]) -> Any:
-    """A copy of ``table`` that a rollback can put back: its own item index, deep copies of the named items."""
-    clone = copy.copy(table)
-    if table.has_range_key:
-        clone.items = defaultdict(dict, {key: dict(by_range) for key, by_range in table.items.items()})
-        for hash_value, range_value in _keys(table, transact_items):
+def snapshot(table: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
+    """The items of ``table`` a transaction names, as they are now: (hash, range, deep copy or None if absent)."""
+    saved = []
+    for hash_value, range_value in _keys(table, transact_items):
+        if table.has_range_key:
             current = table.items.get(hash_value, {}).get(range_value)
-            if current is not None:
-                clone.items[hash_value][range_value] = copy.deepcopy(current)
-    else:
-        clone.items = defaultdict(dict, table.items)
-        for hash_value, _ in _keys(table, transact_items):
+        else:
             current = table.items.get(hash_value)
-            if current is not None:
-                clone.items[hash_value] = copy.deepcopy(current)
-    return clone
+        saved.append((hash_value, range_value, copy.deepcopy(current) if current is not None else None))
+    return saved
+
+
+def restore(table: Any, saved: list[tuple[Any, Any, Any]]) -> None:
+    """Put back the items :func:`snapshot` saved, in place (the last saved first, for an item named twice)."""
+    for hash_value, range_value, item in reversed(saved):
+        if table.has_range_key:
+            if item is None:
+                table.items.get(hash_value, {}).pop(range_value, None)
+            else:
+                table.items[hash_value][range_value] = item
+        elif item is None:
+            table.items.pop(hash_value, None)
+        else:
+            table.items[hash_value] = item
 
 
 @contextmanager
@@ -126,17 +135,24 @@ def patched() -> Iterator[None]:
     original = DynamoDBBackend.transact_write_items
 
     def deepcopy(value: Any, memo: Any = None) -> Any:
-        named = getattr(_named, "items", None)
-        if isinstance(value, Table) and named is not None:
-            return snapshot(value, named)
+        if isinstance(value, Table) and getattr(_in_transaction, "active", False):
+            # moto's rollback copy: the table itself, so that its rollback (putting the "copy" back) changes nothing.
+            return value
         return copy.deepcopy(value, memo)
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        _named.items = transact_items
+        names = {next(iter(item.values())).get("TableName") for item in transact_items}
+        tables = [self.tables[name] for name in names if name in self.tables]
+        saved = [(table, snapshot(table, transact_items)) for table in tables]
+        _in_transaction.active = True
         try:
             original(self, transact_items)
+        except Exception:
+            for table, items in saved:
+                restore(table, items)
+            raise
         finally:
-            _named.items = None
+            _in_transaction.active = False
 
     def millis(dt: Any = None) -> float:
         return time.time() * 1000.0 if dt is None else float(unix_time_millis(dt))

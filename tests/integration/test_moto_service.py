@@ -125,3 +125,26 @@ def test_the_patches_are_undone_on_the_way_out() -> None:
         assert "sqs" in backends.list_of_moto_modules()
         assert abs(models.unix_time_millis() - time.time() * 1000) < 1000  # type: ignore[attr-defined]
     assert current() == before
+
+
+def test_a_rollback_keeps_what_another_request_wrote_meanwhile(table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a transaction that fails its condition while another request writes an item of the same table (moto's
+    # server answers requests in threads: here the other write lands as the transaction reads its first item)
+    from moto.dynamodb.models import DynamoDBBackend
+
+    read = DynamoDBBackend.get_item
+    concurrent = {"pk": {"S": "d"}, "sk": {"S": "parked#other"}}
+
+    def read_while_another_writes(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(self, "_wrote", False):
+            self._wrote = True
+            self.put_item("t", concurrent)
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "get_item", read_while_another_writes)
+    put = {"Put": {"TableName": "t", "Item": {"pk": {"S": "d"}, "sk": {"S": "parked#2"}}}}
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        table.transact_write_items(TransactItems=[put, update("attribute_not_exists(pk)")])
+    # Then the transaction's own put is undone and the other request's write is kept
+    assert sorted(items(table)) == ["health", "parked#1", "parked#other"]
+    assert items(table)["health"]["parked"] == {"N": "1"}
