@@ -64,11 +64,12 @@ def _conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
-def _first_condition_failed(exc: ClientError) -> bool:
+def _condition_failed(exc: BaseException | None, index: int) -> bool:
+    """Whether ``exc`` is a transaction cancelled because its write at ``index`` failed its condition."""
+    if not isinstance(exc, ClientError) or exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
     reasons = exc.response.get("CancellationReasons") or []
-    return exc.response.get("Error", {}).get("Code") == "TransactionCanceledException" and any(
-        reason.get("Code") == "ConditionalCheckFailed" for reason in reasons[:1]
-    )
+    return len(reasons) > index and reasons[index].get("Code") == "ConditionalCheckFailed"
 
 
 @contextmanager
@@ -203,8 +204,12 @@ class HealthTable:
                     ]
                 )
         except HealthStoreError as exc:
-            if isinstance(exc.__cause__, ClientError) and _first_condition_failed(exc.__cause__):
+            if _condition_failed(exc.__cause__, 0):
                 return False
+            if _condition_failed(exc.__cause__, 1):
+                # This call's own entry (its key is unique to the call) is there already: an attempt whose answer
+                # was lost parked it, and botocore sent the transaction again.
+                return True
             raise
         return True
 
@@ -255,7 +260,7 @@ class HealthTable:
                     ]
                 )
         except HealthStoreError as exc:
-            if not (isinstance(exc.__cause__, ClientError) and _first_condition_failed(exc.__cause__)):
+            if not _condition_failed(exc.__cause__, 0):
                 raise
 
     def begin_replay(self, name: str, owner: str, now: float, until: float) -> DestinationHealth:

@@ -127,6 +127,20 @@ class TestDynamoDBStore(StoreContract):
     def store(self, aws: None) -> HealthStore:
         return HealthTable(clients.dynamodb(), HEALTH_TABLE)
 
+    def test_a_park_sent_again_after_its_answer_was_lost_counts_as_parked_once(
+        self, store: HealthStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given a park that was written, whose answer was lost: botocore sends the same transaction again (the
+        # same entry key; here the clock that names entries stands still)
+        store.disable("crm", "gone", NOW)
+        monkeypatch.setattr("chalicelib.adapters.health_table.time.time_ns", lambda: 1_700_000_000_000_000_000)
+        assert store.park("crm", parked_event(1), NOW) is True
+        # When it comes again, its entry already there
+        # Then it is parked, once
+        assert store.park("crm", parked_event(1), NOW) is True
+        assert store.read("crm").parked == 1
+        assert [p.event for p in store.parked("crm", 10)] == [parked_event(1)]
+
 
 # The chat-stream function, end to end.
 
