@@ -542,6 +542,16 @@ class EmulatedConnect:
             self._server.server_close()
 
 
+def absolute_time(moment: float) -> str:
+    """Connect's AbsoluteTime for ``moment`` (seconds since the epoch), to the millisecond.
+
+    One reading of the clock for both the seconds and the milliseconds: two readings straddling a second's end
+    wrote an item nearly a second before the one streamed just ahead of it.
+    """
+    millis = int(moment * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000)) + f".{millis % 1000:03d}Z"
+
+
 def chat_item(
     initial_contact_id: str,
     *,
@@ -554,7 +564,7 @@ def chat_item(
 ) -> dict[str, Any]:
     """A chat item in Connect's shape; ``participant`` is (id, role, display name)."""
     item: dict[str, Any] = {
-        "AbsoluteTime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
+        "AbsoluteTime": absolute_time(time.time()),
         "ContentType": content_type,
         "Id": str(uuid.uuid4()),
         "Type": type_,
