@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from chalicelib.archive_replay import ArchiveReplays
     from chalicelib.attachment_links import AttachmentLinks
     from chalicelib.aws_delivery import AwsDelivery
+    from chalicelib.contact_event_service import ContactEventService
     from chalicelib.contact_starts import ContactStarts
     from chalicelib.delivery import Fanout
     from chalicelib.destination_kinds import ArchiveTarget
@@ -83,6 +84,14 @@ def client_token_ledger() -> ClientTokenLedger:
     from chalicelib.adapters.client_tokens import ClientTokenLedger
 
     return ClientTokenLedger(clients.dynamodb(), get_settings().streams_table_name)
+
+
+@cache
+def contact_event_service() -> ContactEventService:
+    """Starts streaming the new chats contact events announce; the starter and the quarantine are made on first use."""
+    from chalicelib.contact_event_service import ContactEventService
+
+    return ContactEventService(get_settings().allowed_instance_ids, streams=streaming_starter, quarantine=quarantine)
 
 
 @cache
@@ -373,6 +382,7 @@ def reset() -> None:
         flow_streaming_starter,
         connect_gateway,
         client_token_ledger,
+        contact_event_service,
         contact_starts,
         two_way_chats,
         attachment_files,

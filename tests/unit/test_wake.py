@@ -29,7 +29,7 @@ ADAPTERS = sorted(
     if path.stem != "__init__"
 )
 # Loaded on first use only: webhook delivery (standardwebhooks, the sender, SSRF checks), the relay and what it
-# builds, the destinations file, endpoint health, archive replays, contact starts, two-way chats, transcripts,
+# builds, the destinations file, endpoint health, replays, contact events and starts, two-way chats, transcripts,
 # reconciliation, Powertools' parameter providers (webhook secrets) and boto3's DynamoDB conditions; every adapter.
 HEAVY = (
     "standardwebhooks",
@@ -46,6 +46,7 @@ HEAVY = (
     "chalicelib.redrive",
     "chalicelib.two_way_chats",
     "chalicelib.attachment_links",
+    "chalicelib.contact_event_service",
     "chalicelib.contact_starts",
     "chalicelib.transcript_service",
     "chalicelib.transcript_scan",
