@@ -10,6 +10,8 @@ A field may be a ``str``, ``int``, ``bool``, a ``Literal`` of strings, a ``tuple
 JSON object of fixed keys, whose unknown keys are listed at its own path); an ``Annotated`` rule may sit at any
 level, so a dict's keys and values carry their own.
 
+:func:`read_environment` reads the same types from environment variables' text (the settings).
+
 Why not msgspec or pydantic v2 (measured, see README "Validation"): both are compiled extensions, and Chalice builds
 the Lambda package with the wheels of the Python that runs it (cp311 here) while every function runs python3.14, so
 either would fail to import in Lambda; msgspec also stops at the first problem and echoes enum values; pydantic adds
@@ -19,6 +21,7 @@ about 90 to 140 ms of CPU to a cold start with three models.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import types
@@ -101,6 +104,14 @@ def _unwrap(kind: Any, rule: Rule) -> tuple[Any, Rule]:
     return kind, rule
 
 
+def _without_none(kind: Any, rule: Rule) -> tuple[Any, Rule]:
+    """An optional ``kind``'s other type and its rule (else ``kind`` and ``rule``)."""
+    if get_origin(kind) in (Union, types.UnionType):
+        (kind,) = (arg for arg in get_args(kind) if arg is not type(None))
+        return _unwrap(kind, rule)
+    return kind, rule
+
+
 def parse(cls: type[T], body: Mapping[str, Any]) -> T:
     """``body`` as a ``cls``, or :class:`RequestValidationError` listing every problem (see :func:`read`)."""
     value, problems = read(cls, body)
@@ -119,6 +130,54 @@ def read(cls: type[T], body: Mapping[str, Any]) -> tuple[T | None, list[FieldPro
     """
     value, problems = _object(cls, body, "")
     return (value, []) if not problems else (None, problems)
+
+
+def read_environment(cls: type[T], environ: Mapping[str, str]) -> tuple[T | None, list[FieldProblem]]:
+    """The variables ``cls`` declares (each field named as its variable) read from ``environ``, as :func:`read` does.
+
+    An unset or blank variable takes its field's default. A value's text is read as its field's type: a whole
+    number; ``true`` or ``false``, and a ``Literal``'s words, in any case; a comma-separated list (blank entries
+    dropped: a list of none is unset); a JSON object for a ``dict``. A problem inside a variable (a list's entry, a
+    JSON key or value) is the variable's own, in its ``Rule.problem``: no part of a value is named or quoted.
+    """
+    body = {}
+    for field in _fields(cls):
+        text = environ.get(field.key, "").strip()
+        value = _from_text(text, field.kind) if text else None
+        if value is not None:
+            body[field.key] = value
+    value, problems = read(cls, body)
+    rules = {field.key: field.rule for field in _fields(cls)}
+    named = []
+    for problem in problems:
+        variable = problem.field.split(".", 1)[0]
+        text = problem.problem if problem.field == variable else rules[variable].problem or "is invalid"
+        named.append(FieldProblem(variable, text))
+    return value, list(dict.fromkeys(named))
+
+
+def _from_text(text: str, kind: Any) -> Any:
+    """A variable's ``text`` as a ``kind`` when it reads as one (else the text, which :func:`read` then refuses), or
+    None for a list of no entries."""
+    kind = _without_none(*_unwrap(kind, _NO_RULE))[0]
+    origin = get_origin(kind)
+    if origin is tuple:
+        return [part.strip() for part in text.split(",") if part.strip()] or None
+    if origin is dict:
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):
+            return text
+    if origin is Literal:
+        return next((word for word in get_args(kind) if word.lower() == text.lower()), text)
+    if kind is bool:
+        return {"true": True, "false": False}.get(text.lower(), text)
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    return text
 
 
 def _object(cls: type[T], body: Mapping[str, Any], path: str) -> tuple[T, list[FieldProblem]]:
@@ -156,11 +215,9 @@ def _value(value: Any, kind: Any, rule: Rule, where: str) -> tuple[Any, list[Fie
     """``value`` read as a ``kind`` under ``rule``, or every problem with it (``rule.problem`` replaces those at
     ``where`` itself, not those of its entries)."""
     kind, rule = _unwrap(kind, rule)
-    if get_origin(kind) in (Union, types.UnionType):
-        if value is None and type(None) in get_args(kind):
-            return None, []
-        (kind,) = (arg for arg in get_args(kind) if arg is not type(None))
-        kind, rule = _unwrap(kind, rule)
+    if value is None and get_origin(kind) in (Union, types.UnionType) and type(None) in get_args(kind):
+        return None, []
+    kind, rule = _without_none(kind, rule)
     value, problems = _read_value(value, kind, rule, where)
     if rule.problem is not None:
         problems = [FieldProblem(p.field, rule.problem) if p.field == where else p for p in problems]
@@ -287,10 +344,7 @@ def _field_schema(field: _Field) -> dict[str, Any]:
 
 
 def _schema(kind: Any, rule: Rule) -> dict[str, Any]:
-    kind, rule = _unwrap(kind, rule)
-    if get_origin(kind) in (Union, types.UnionType):
-        (kind,) = (arg for arg in get_args(kind) if arg is not type(None))
-        kind, rule = _unwrap(kind, rule)
+    kind, rule = _without_none(*_unwrap(kind, rule))
     schema = _type_schema(kind)
     array = schema.get("type") == "array"
     limits: dict[str, Any] = {

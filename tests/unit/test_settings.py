@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chalicelib.errors import SettingsError
 from chalicelib.settings import TranscriptLocation, load_settings
@@ -52,16 +55,16 @@ def test_every_missing_variable_is_named_at_once() -> None:
         ({"STREAMING_TOPIC_ARN": TOPIC_ARN[:-5] + "x" * 340}, "at most 350"),
         ({"ALLOWED_INSTANCE_IDS": "good-id, bad id!"}, "ALLOWED_INSTANCE_IDS has invalid ids"),
         ({"ALLOWED_INSTANCE_IDS": " , "}, "ALLOWED_INSTANCE_IDS is not set"),
-        ({"STREAMS_TTL_DAYS": "zero"}, "STREAMS_TTL_DAYS='zero' is invalid"),
+        ({"STREAMS_TTL_DAYS": "zero"}, "STREAMS_TTL_DAYS is invalid"),
         ({"STREAMS_TTL_DAYS": "0"}, "from 1 to 365"),
         ({"CONNECT_INSTANCE_ID": "another"}, "CONNECT_INSTANCE_ID is not among"),
-        ({"DISABLE_AFTER_HOURS": "0"}, "DISABLE_AFTER_HOURS='0' is invalid"),
-        ({"BREAKER_FAILURES": "many"}, "BREAKER_FAILURES='many' is invalid"),
+        ({"DISABLE_AFTER_HOURS": "0"}, "DISABLE_AFTER_HOURS is invalid"),
+        ({"BREAKER_FAILURES": "many"}, "BREAKER_FAILURES is invalid"),
         ({"BREAKER_COOLDOWN_SECONDS": "3601"}, "from 1 to 3600"),
         ({"HEALTH_CACHE_SECONDS": "-1"}, "from 0 to 60"),
-        ({"DELIVERIES_TTL_DAYS": "0"}, "DELIVERIES_TTL_DAYS='0' is invalid"),
+        ({"DELIVERIES_TTL_DAYS": "0"}, "DELIVERIES_TTL_DAYS is invalid"),
         ({"DELIVERIES_TTL_DAYS": "31"}, "from 1 to 30"),
-        ({"CONTACT_FLOWS": "{nope"}, "CONTACT_FLOWS is not JSON"),
+        ({"CONTACT_FLOWS": "{nope"}, "CONTACT_FLOWS is invalid"),
         ({"CONTACT_FLOWS": '{"Bad Name": "x"}'}, "CONTACT_FLOWS is invalid"),
         ({"CONTACT_FLOWS": '{"sales": "f-1"}', "DEFAULT_CONTACT_FLOW": "support"}, "DEFAULT_CONTACT_FLOW"),
     ],
@@ -100,7 +103,7 @@ def test_issue7_item17_production_stages_refuse_development_switches_unless_over
 
 
 def test_the_development_switch_override_must_be_true_or_false() -> None:
-    with pytest.raises(SettingsError, match="ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION='yes' is invalid"):
+    with pytest.raises(SettingsError, match="ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION is invalid"):
         load_settings(env(RELAY_STAGE="prod", ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION="yes"))
 
 
@@ -154,3 +157,111 @@ def test_reconciliation_settings() -> None:
 def test_invalid_reconciliation_settings_are_named(overrides: dict[str, str], expected: str) -> None:
     with pytest.raises(SettingsError, match=expected):
         load_settings(env(**overrides))
+
+
+def test_every_invalid_variable_is_named_at_once_and_no_value_is_quoted() -> None:
+    # Given an environment wrong in many variables at once, some holding a URL with a token or a secret
+    url = "https://user:password@hooks.example.com/in?token=t0ken"
+    overrides = {
+        "STREAMING_TOPIC_ARN": url,
+        "ALLOWED_INSTANCE_IDS": f"good-id,{SECRET}",
+        "STREAMS_TTL_DAYS": SECRET,
+        "RETRY_QUEUE_URL": url,
+        "CONTACT_FLOWS": f'{{"{SECRET}": "f-1"}}',
+        "DEFAULT_CONTACT_FLOW": SECRET,
+        "CORS_ALLOWED_ORIGINS": url,
+        "PARTICIPANT_TOKEN_KEY_ID": url,
+        "RECONCILE_TRANSCRIPT_LOCATIONS": f"s3://connect-a/,{url}",
+        "RECONCILE_SCAN": SECRET,
+    }
+    with pytest.raises(SettingsError) as raised:
+        load_settings(env(**overrides))
+    # Then each is named once, with what it expects, and neither the url nor the secret shows
+    problems = str(raised.value).removeprefix("invalid relay settings: ").split("; ")
+    assert [problem.split(" ", 1)[0] for problem in problems] == [
+        "STREAMING_TOPIC_ARN",
+        "ALLOWED_INSTANCE_IDS",
+        "STREAMS_TTL_DAYS",
+        "RETRY_QUEUE_URL",
+        "CONTACT_FLOWS",
+        "CORS_ALLOWED_ORIGINS",
+        "PARTICIPANT_TOKEN_KEY_ID",
+        "RECONCILE_TRANSCRIPT_LOCATIONS",
+        "RECONCILE_SCAN",
+    ]
+    assert "t0ken" not in str(raised.value)
+    assert "password" not in str(raised.value)
+    assert SECRET.removeprefix("whsec_") not in str(raised.value)
+
+
+def test_the_default_flow_and_the_relay_region_are_never_quoted() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(env(DEFAULT_CONTACT_FLOW=SECRET, AWS_REGION=SECRET, STREAMING_TOPIC_ARN=TOPIC_ARN))
+    assert str(raised.value) == (
+        "invalid relay settings: STREAMING_TOPIC_ARN is in us-east-1, not in AWS_REGION (Connect requires the topic "
+        "in the instance's region); DEFAULT_CONTACT_FLOW is not a name in CONTACT_FLOWS"
+    )
+
+
+def test_words_are_read_in_any_case_and_blank_list_entries_are_dropped() -> None:
+    settings = load_settings(
+        env(
+            RECONCILE_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/111122223333/reconcile",
+            RECONCILE_TRANSCRIPT_LOCATIONS=" , s3://connect-a/,, ",
+            RECONCILE_SCAN="On",
+            RECONCILE_DELIVERY="Archive-Only",
+            ALLOWED_INSTANCE_IDS=f",{INSTANCE_ID},,{INSTANCE_ID}",
+        )
+    )
+    assert (settings.reconcile_scan, settings.reconcile_deliver) == (True, False)
+    assert settings.transcript_locations == (TranscriptLocation("connect-a", ""),)
+    assert settings.allowed_instance_ids == {INSTANCE_ID}
+
+
+SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+TOKEN = "tok3nFromTheQuery"
+# Variables that never take a secret or a URL: each one planted with either is named.
+STRICT = [
+    *("STREAMING_TOPIC_ARN", "ALLOWED_INSTANCE_IDS", "STREAMS_TTL_DAYS", "DISABLE_AFTER_HOURS", "BREAKER_FAILURES"),
+    *("BREAKER_COOLDOWN_SECONDS", "HEALTH_CACHE_SECONDS", "RETRY_QUEUE_URL", "DELIVERIES_TTL_DAYS", "CONTACT_FLOWS"),
+    *("CORS_ALLOWED_ORIGINS", "TRANSCRIPT_GRACE_SECONDS", "TRANSCRIPT_RECHECK_SECONDS", "TRANSCRIPT_LINK_SECONDS"),
+    *("SESSION_IDLE_SECONDS", "ALLOW_DEVELOPMENT_SWITCHES_IN_PRODUCTION", "PARTICIPANT_TOKEN_KEY_ID"),
+    *("ATTACHMENT_LINK_SECONDS", "RECONCILE_TRANSCRIPT_LOCATIONS", "RECONCILE_DELAY_SECONDS", "RECONCILE_DELIVERY"),
+    "RECONCILE_SCAN",
+]
+# Variables that may take any text (a name, a prefix, a queue's url): planted, they are read or refused unquoted.
+LENIENT = [
+    *("AWS_REGION", "STREAMS_TABLE_NAME", "QUARANTINE_BUCKET", "QUARANTINE_PREFIX", "HEALTH_TABLE_NAME"),
+    *("DELIVERIES_TABLE_NAME", "CONNECT_INSTANCE_ID", "DEFAULT_CONTACT_FLOW", "TRANSCRIPT_QUEUE_URL"),
+    *("TRANSCRIPT_ARCHIVE", "SESSIONS_TABLE_NAME", "ATTACHMENTS_PREFIX", "RECONCILE_QUEUE_URL", "RELAY_STAGE"),
+]
+secrets = st.binary(min_size=24, max_size=64).map(lambda raw: "whsec_" + base64.b64encode(raw).decode())
+urls = st.sampled_from(["https", "http", "s3"]).map(lambda scheme: f"{scheme}://u:p@hooks.example.com/in?t={TOKEN}")
+planted = secrets | urls
+# Around a planted value: a list's other entries, a JSON object's key (or value: a flow id may be any text), text
+# a lone surrogate breaks (os.environ holds one for each byte that is not UTF-8).
+shapes = ["{}", "good-id,{}", '{{"{}": "f-1"}}', "{} ", "{}\udc80"]
+
+
+@given(
+    strict=st.dictionaries(st.sampled_from(STRICT), st.tuples(planted, st.sampled_from(shapes)), min_size=1),
+    lenient=st.dictionaries(
+        st.sampled_from(LENIENT), st.tuples(planted, st.sampled_from([*shapes, '{{"sales": "{}"}}']))
+    ),
+)
+def test_planted_secrets_and_urls_are_named_by_their_variable_and_never_quoted(
+    strict: dict[str, tuple[str, str]], lenient: dict[str, tuple[str, str]]
+) -> None:
+    # Given secrets and URLs with tokens planted in any variables, some alone, some among valid text
+    overrides = {name: shape.format(value) for name, (value, shape) in {**strict, **lenient}.items()}
+    # When the settings are read, Then they are refused
+    with pytest.raises(SettingsError) as raised:
+        load_settings(env(**overrides))
+    message = str(raised.value)
+    # naming every variable that cannot hold them
+    named = {problem.split(" ", 1)[0] for problem in message.removeprefix("invalid relay settings: ").split("; ")}
+    assert set(strict) <= named
+    # and quoting none of them
+    for value, _ in (*strict.values(), *lenient.values()):
+        assert value.removeprefix("whsec_") not in message
+    assert TOKEN not in message

@@ -3,14 +3,14 @@ schema each type writes for the OpenAPI document."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 import pytest
 from jsonschema import Draft202012Validator
 
 from chalicelib.errors import FieldProblem, RequestValidationError
-from chalicelib.validation import Rule, json_schema, parse, read
+from chalicelib.validation import Rule, json_schema, parse, read, read_environment
 
 SECRET = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="
 URL = "https://user:password@hooks.example.com/in"
@@ -221,3 +221,49 @@ def test_numbers_bounded_lists_any_entries_and_the_missing_text() -> None:
         "maximum": 30,
         "default": 10.0,
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variables:
+    COUNT: Annotated[int, Rule(minimum=1, maximum=9, problem="is invalid (expected 1 to 9)")] = 3
+    ON: bool = False
+    MODE: Literal["deliver", "archive-only"] = "deliver"
+    IDS: Annotated[tuple[Annotated[str, Rule(pattern="^[a-z]+$")], ...], Rule(missing="is not set", problem="bad ids")]
+    FLOWS: Annotated[dict[str, Annotated[str, Rule(min_length=1)]], Rule(problem="bad flows")] = field(
+        default_factory=dict
+    )
+    NAME: str | None = None
+
+
+def test_environment_text_is_read_as_each_variables_type() -> None:
+    environ = {
+        "COUNT": " 7 ",
+        "ON": "TRUE",
+        "MODE": "Archive-Only",
+        "IDS": " a, ,b,",
+        "FLOWS": '{"x": "1"}',
+        "NAME": "",
+    }
+    assert read_environment(Variables, {**environ, "OTHER": "ignored"}) == (
+        Variables(COUNT=7, ON=True, MODE="archive-only", IDS=("a", "b"), FLOWS={"x": "1"}),
+        [],
+    )
+
+
+def test_environment_problems_are_named_by_their_variable_and_never_quote_a_part_of_a_value() -> None:
+    # Given a list with no entries (as unset) and problems inside a list's entry and a JSON object's key and value
+    environ = {"COUNT": "many", "ON": "yes", "MODE": "x", "IDS": " , ", "FLOWS": f'{{"{URL}": "", "y": ""}}'}
+    value, problems = read_environment(Variables, environ)
+    assert value is None
+    # Then each variable is named once, in its own words
+    assert [(p.field, p.problem) for p in problems] == [
+        ("COUNT", "is invalid (expected 1 to 9)"),
+        ("ON", "must be true or false"),
+        ("MODE", "must be one of deliver, archive-only"),
+        ("IDS", "is not set"),
+        ("FLOWS", "bad flows"),
+    ]
+    assert read_environment(Variables, {"IDS": f"a,{URL}", "FLOWS": "{not json"})[1] == [
+        FieldProblem("IDS", "bad ids"),
+        FieldProblem("FLOWS", "bad flows"),
+    ]
