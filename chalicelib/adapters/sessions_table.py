@@ -52,20 +52,18 @@ class SessionsTable:
 
     def end(self, initial_contact_id: str, now_ms: int) -> None:
         """The chat ended: the session is no longer open (its assembly is scheduled)."""
-        self._client.update_item(
-            TableName=self._table,
-            Key=_key(initial_contact_id),
-            UpdateExpression="SET ended_at = if_not_exists(ended_at, :now), expires_at = :ttl REMOVE #open",
-            ExpressionAttributeNames={"#open": "open"},
-            ExpressionAttributeValues={":now": _n(now_ms), ":ttl": _n(_ttl(now_ms))},
-        )
+        self._close(initial_contact_id, now_ms, "ended_at = if_not_exists(ended_at, :now)")
 
     def assembling(self, initial_contact_id: str, now_ms: int) -> None:
         """An assembly starts reading the archive: an item recorded after this is one it may have missed."""
+        self._close(initial_contact_id, now_ms, "assembled_at = :now")
+
+    def _close(self, initial_contact_id: str, now_ms: int, mark: str) -> None:
+        """Take the session out of the open index, set ``mark`` (a SET clause of ``:now``) and its time to live."""
         self._client.update_item(
             TableName=self._table,
             Key=_key(initial_contact_id),
-            UpdateExpression="SET assembled_at = :now, expires_at = :ttl REMOVE #open",
+            UpdateExpression=f"SET {mark}, expires_at = :ttl REMOVE #open",
             ExpressionAttributeNames={"#open": "open"},
             ExpressionAttributeValues={":now": _n(now_ms), ":ttl": _n(_ttl(now_ms))},
         )
