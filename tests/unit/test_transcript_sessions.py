@@ -61,10 +61,9 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def world() -> tuple[TranscriptService, Sessions, Queue, Clock]:
-    sessions, queue, clock = Sessions(), Queue(), Clock()
-    service = TranscriptService(
+def transcript_service(queue: Queue, clock: Clock, sessions: Sessions | None) -> TranscriptService:
+    """The service on these stand-ins; ``sessions`` None: no sessions table configured."""
+    return TranscriptService(
         cast(Any, None),
         lambda: None,
         cast(Any, queue),
@@ -73,7 +72,12 @@ def world() -> tuple[TranscriptService, Sessions, Queue, Clock]:
         sessions=cast(Any, sessions),
         clock=clock,
     )
-    return service, sessions, queue, clock
+
+
+@pytest.fixture
+def world() -> tuple[TranscriptService, Sessions, Queue, Clock]:
+    sessions, queue, clock = Sessions(), Queue(), Clock()
+    return transcript_service(queue, clock, sessions), sessions, queue, clock
 
 
 def test_an_open_session_is_recorded_at_most_once_per_window_per_container(world: Any) -> None:
@@ -180,15 +184,8 @@ def test_recovered_items_whose_session_cannot_be_recorded_queue_the_re_assembly_
 
 
 def test_without_a_sessions_table_recovered_items_queue_a_re_assembly_and_stream_items_nothing() -> None:
-    queue, clock = Queue(), Clock()
-    service = TranscriptService(
-        cast(Any, None),
-        lambda: None,
-        cast(Any, queue),
-        cast(Any, None),
-        TranscriptTiming(grace_seconds=60, idle_seconds=3600),
-        clock=clock,
-    )
+    queue = Queue()
+    service = transcript_service(queue, Clock(), None)
     service.item_relayed(SESSION, ended=False)
     assert queue.scheduled == []
     service.reassemble(SESSION)
