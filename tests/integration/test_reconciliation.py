@@ -292,14 +292,19 @@ def latest_transcript() -> dict[str, Any]:
     return document
 
 
+def stream_losing(client: Any, monkeypatch: pytest.MonkeyPatch, *lost: str) -> None:
+    """Stream the recorded chat but the items ``lost``, transcripts asked for at once (no grace, no recheck)."""
+    monkeypatch.setenv("TRANSCRIPT_GRACE_SECONDS", "0")
+    monkeypatch.setenv("TRANSCRIPT_RECHECK_SECONDS", "0")
+    dependencies.reset()
+    stream(client, transcript("chat-transcript.json"), leave_out=frozenset(lost))
+
+
 def test_the_sessions_transcript_is_assembled_again_with_the_recovered_item(
     client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a chat whose greeting the stream lost, and the transcript assembled when it ended (without it)
-    monkeypatch.setenv("TRANSCRIPT_GRACE_SECONDS", "0")
-    monkeypatch.setenv("TRANSCRIPT_RECHECK_SECONDS", "0")
-    dependencies.reset()
-    stream(client, transcript("chat-transcript.json"), leave_out=frozenset({GREETING}))
+    stream_losing(client, monkeypatch, GREETING)
     [ended] = transcript_requests()
     client.lambda_.invoke(
         "assemble_transcripts", client.events.generate_sqs_event(message_bodies=[ended], queue_name=TRANSCRIPT_QUEUE)
@@ -328,10 +333,7 @@ def test_a_chat_whose_end_the_stream_lost_is_ended_by_reconciliation_and_its_tra
     client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a chat whose greeting and chat.ended the stream lost: its session is open, no transcript asked for
-    monkeypatch.setenv("TRANSCRIPT_GRACE_SECONDS", "0")
-    monkeypatch.setenv("TRANSCRIPT_RECHECK_SECONDS", "0")
-    dependencies.reset()
-    stream(client, transcript("chat-transcript.json"), leave_out=frozenset({GREETING, CHAT_ENDED}))
+    stream_losing(client, monkeypatch, GREETING, CHAT_ENDED)
     assert transcript_requests() == []
 
     # When reconciliation recovers them (Connect writes a contact's transcript once it has ended)
