@@ -43,6 +43,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from scripts.local_aws import ACCOUNT
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".chaos"
 STAGE_CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
@@ -50,7 +52,6 @@ STAGE_ENV: dict[str, str] = {
     **STAGE_CONFIG["environment_variables"],
     **STAGE_CONFIG["stages"]["dev"]["environment_variables"],
 }
-ACCOUNT = "111122223333"
 REGION = "us-east-1"
 DEFAULT_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 TIMEOUT_SECONDS = 0.4

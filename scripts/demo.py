@@ -23,9 +23,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from scripts.local_aws import ACCOUNT
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".relay-demo"
-ACCOUNT = "111122223333"
 REGION = "us-east-1"
 STAGE_CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
 STAGE_ENV: dict[str, str] = STAGE_CONFIG["stages"]["dev"]["environment_variables"]

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+# The one emulated account: the demo, the chaos run and the tests import it from here.
 ACCOUNT = "111122223333"
 REGION = "us-east-1"
 PROJECT = Path(__file__).resolve().parent.parent

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import settings
 
 from chalicelib import dependencies, observability
+from scripts.local_aws import ACCOUNT
 
 # Property tests judge correctness, not speed: on a loaded machine (CI, several suites at once) a per-example
 # deadline only makes them flaky. Speed lives in `make bench`.
@@ -21,7 +22,6 @@ settings.load_profile("relay")
 
 EVENTS = Path(__file__).parent / "events"
 PROJECT = Path(__file__).parent.parent
-ACCOUNT = "111122223333"
 REGION = "us-east-1"
 INSTANCE_ID = "12345678-1234-1234-1234-123456789012"
 INSTANCE_ARN = f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID}"

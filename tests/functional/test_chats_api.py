@@ -22,7 +22,8 @@ from chalicelib.events import RelayEvent
 from chalicelib.handlers import chat_stream
 from chalicelib.two_way_chats import MAX_ATTACHMENT_BYTES, MAX_MESSAGE_BYTES
 from scripts.emulated_connect import EmulatedConnect, chat_item
-from tests.conftest import ACCOUNT, INSTANCE_ID, PROJECT, QUARANTINE_BUCKET, STREAMS_TABLE, load_event
+from scripts.local_aws import ACCOUNT
+from tests.conftest import INSTANCE_ID, PROJECT, QUARANTINE_BUCKET, STREAMS_TABLE, load_event
 from tests.functional.test_openapi import CheckedHTTP
 from tests.schemas import load_schema
 

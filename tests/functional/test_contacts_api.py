@@ -32,6 +32,7 @@ from chalicelib.events import RelayEvent
 from chalicelib.handlers import contacts_api
 from chalicelib.settings import get_settings, load_settings
 from chalicelib.streaming import STREAMING_AT_START, STREAMING_AT_START_ATTRIBUTE
+from scripts.local_aws import ACCOUNT
 from tests.conftest import (
     INSTANCE_ID,
     PROJECT,
@@ -52,7 +53,6 @@ JSON = {"Content-Type": "application/json"}
 WEBRTC_ANSWER = load_event("connect/start-webrtc-contact.json")
 CHAT_ANSWER = load_event("connect/start-chat-contact.json")
 CHAT_PERSISTENT_ANSWER = load_event("connect/start-chat-contact-persistent.json")
-ACCOUNT = "111122223333"
 
 
 @pytest.fixture

@@ -28,8 +28,9 @@ from botocore.exceptions import ClientError
 
 from scripts.deploy import MAXIMUM_EVENT_AGE_SECONDS, MAXIMUM_RETRY_ATTEMPTS
 from scripts.lambda_runtime import LAMBDA_RUNTIME
+from scripts.local_aws import ACCOUNT
 from scripts.stage import load_stage, predicted_outputs
-from tests.conftest import ACCOUNT, PROJECT, REGION
+from tests.conftest import PROJECT, REGION
 
 pytestmark = pytest.mark.integration
 COPIED = ("app.py", "chalicelib", "scripts", "stages", "infra", "requirements.txt", ".chalice")

@@ -11,8 +11,9 @@ from app import app
 from chalicelib.destination_kinds import ArchiveTarget
 from chalicelib.destinations import parse_relay_config
 from chalicelib.settings import scan_watermark_parameter
+from scripts.local_aws import ACCOUNT
 from scripts.render_policies import PUBLISHING_FUNCTIONS, destination_statements, rendered
-from tests.conftest import ACCOUNT, PROJECT, REGION
+from tests.conftest import PROJECT, REGION
 
 CONFIG = json.loads((PROJECT / ".chalice" / "config.json").read_text())
 STAGES = sorted(CONFIG["stages"])

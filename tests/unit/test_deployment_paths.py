@@ -24,7 +24,8 @@ from chalice.deploy.appgraph import ApplicationGraphBuilder, DependencyBuilder
 from chalice.package import PackageOptions, SAMTemplateGenerator, TemplateDeepMerger
 
 from scripts.lambda_runtime import LAMBDA_RUNTIME, pin_runtime
-from tests.conftest import ACCOUNT, PROJECT, REGION
+from scripts.local_aws import ACCOUNT
+from tests.conftest import PROJECT, REGION
 
 CONFIG = json.loads((PROJECT / ".chalice" / "config.json").read_text())
 STAGES = sorted(CONFIG["stages"])

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from scripts.local_aws import ACCOUNT
 from scripts.render import CHALICE_CONFIG, render_all, render_stage, stage_environment
 from scripts.stage import (
     INFRASTRUCTURE_TEMPLATE,
@@ -19,7 +20,7 @@ from scripts.stage import (
     predicted_outputs,
     stage_names,
 )
-from tests.conftest import ACCOUNT, PROJECT, REGION
+from tests.conftest import PROJECT, REGION
 
 CONFIG = json.loads(CHALICE_CONFIG.read_text())
 
