@@ -1,19 +1,23 @@
 """One Powertools Logger and one Metrics for every handler of the relay.
 
-Created at import (cheap: no AWS call); the Chalice middleware in ``app.py`` resets their state per invocation.
+Both are made on first use (the first log line, or the first invocation's ``observed``), not at import:
+``aws_lambda_powertools`` loads about 40 modules, 41 of the 228 million instructions that the chat stream's module
+cost beside ``import boto3`` (callgrind; ``make bench``'s wake figures, ``tests/unit/test_wake.py`` keeps it out of
+the import). ``observed`` makes them before the handler creates its first AWS client, so Powertools' user agent is
+on every request as before. The Chalice middleware in ``app.py`` resets their state per invocation.
 """
 
 from __future__ import annotations
 
 import functools
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
-
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from aws_lambda_powertools import Logger, Metrics
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -21,25 +25,49 @@ R = TypeVar("R")
 SERVICE = "connect-chat-relay"
 NAMESPACE = "ConnectChatRelay"
 
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+@cache
+def _logger() -> Logger:
+    from aws_lambda_powertools import Logger  # noqa: PLC0415
+
+    return Logger(service=SERVICE)
+
+
+@cache
+def _metrics() -> Metrics:
+    from aws_lambda_powertools import Metrics  # noqa: PLC0415
+
+    return Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+class _OnFirstUse:
+    """Stands for the Logger: each attribute is the Logger's own, the Logger made when the first one is read."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_logger(), name)
+
+
+logger = cast("Logger", _OnFirstUse())
 # Values recorded during an invocation, handed to Powertools at its end. Powertools 3.37's add_metric formats the
 # metric's whole value list into a debug line on every call, so its cost grows with the invocation: measured on this
 # 2-core machine (under load), 50 calls to one metric cost 78 us a call against 1.1 us for this list's append.
-_pending: list[tuple[str, MetricUnit, float]] = []
+# Units by their CloudWatch names, which add_metric takes as MetricUnit's values.
+_pending: list[tuple[str, Literal["Count", "Milliseconds"], float]] = []
 
 
 def count(name: str, value: float = 1, **dimensions: str) -> None:
     """Add to a counter; with dimensions (``reason="..."``) it is flushed as a metric of its own."""
     if not dimensions:
-        _pending.append((name, MetricUnit.Count, value))
+        _pending.append((name, "Count", value))
         return
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: PLC0415
+
     with single_metric(
         name=name,
         unit=MetricUnit.Count,
         value=value,
         namespace=NAMESPACE,
-        default_dimensions=metrics.default_dimensions,
+        default_dimensions=_metrics().default_dimensions,
     ) as metric:
         metric.add_dimension(name="service", value=SERVICE)
         for key, dim in dimensions.items():
@@ -56,7 +84,7 @@ def count_streaming_start(*, already_streaming: bool) -> None:
 
 def milliseconds(name: str, value: float) -> None:
     """Record a latency in milliseconds."""
-    _pending.append((name, MetricUnit.Milliseconds, value))
+    _pending.append((name, "Milliseconds", value))
 
 
 @contextmanager
@@ -70,6 +98,7 @@ def flush() -> None:
     """Publish the invocation's metrics (as EMF log lines), if it recorded any."""
     recorded = list(_pending)
     _pending.clear()
+    metrics = _metrics()
     for name, unit, value in recorded:
         metrics.add_metric(name=name, unit=unit, value=value)
     if metrics.metric_set:
@@ -79,7 +108,7 @@ def flush() -> None:
 def discard() -> None:
     """Forget what was recorded and not yet published (tests start each case clean)."""
     _pending.clear()
-    metrics.clear_metrics()
+    _metrics().clear_metrics()
 
 
 def observed(handler: Callable[P, R]) -> Callable[P, R]:

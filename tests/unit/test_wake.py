@@ -30,9 +30,11 @@ ADAPTERS = sorted(
 )
 # Loaded on first use only: webhook delivery (standardwebhooks, the sender, SSRF checks), the relay and what it
 # builds, the destinations file, endpoint health, replays, contact events and starts, two-way chats, transcripts,
-# reconciliation, Powertools' parameter providers (webhook secrets) and boto3's DynamoDB conditions; every adapter.
+# reconciliation, Powertools (its Logger and Metrics are made on first use, its parameter providers read webhook
+# secrets) and boto3's DynamoDB conditions; every adapter.
 HEAVY = (
     "standardwebhooks",
+    "aws_lambda_powertools",
     "aws_lambda_powertools.utilities.parameters",
     "boto3.dynamodb",
     "chalicelib.relay",
@@ -118,3 +120,47 @@ def test_handler_module_imports_nothing_heavy(module: str) -> None:
     if module != "app":
         others = {*handler_modules(), *route_modules(), "chalicelib.handlers.http"} - {module}
         assert sorted(loaded & others) == []
+
+
+def test_powertools_is_made_on_the_first_invocation_with_every_log_field_and_metric() -> None:
+    # Given a fresh interpreter in which the relay's observability is imported, Powertools is not loaded yet;
+    script = """
+import json, sys
+from chalicelib.observability import contact_keys, count, logger, observed
+assert "aws_lambda_powertools" not in sys.modules
+
+class Context:
+    aws_request_id = "request-1"
+
+@observed
+def handler(event, context):
+    with contact_keys(initial_contact_id="initial-1", contact_id="contact-1"):
+        logger.warning("a line")
+    count("ItemsDelivered")
+
+handler({}, Context())
+print(json.dumps(sorted(name for name in sys.modules if name.startswith("aws_lambda_powertools"))[:1]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT,
+        env={"PATH": "/usr/bin:/bin", **dev_stage_environment(), "POWERTOOLS_METRICS_DISABLED": "false"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    *lines, loaded = done.stdout.strip().splitlines()
+
+    # when a handler is invoked, then its log line and its metric are what Powertools wrote before.
+    assert json.loads(loaded) == ["aws_lambda_powertools"]
+    log, emf = (json.loads(line) for line in lines)
+    assert log["message"] == "a line"
+    assert log["level"] == "WARNING"
+    assert log["service"] == "connect-chat-relay"
+    assert (log["request_id"], log["initial_contact_id"], log["contact_id"]) == ("request-1", "initial-1", "contact-1")
+    assert emf["ItemsDelivered"] == [1.0]
+    assert emf["service"] == "connect-chat-relay"
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ConnectChatRelay"
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": "ItemsDelivered", "Unit": "Count"}]
