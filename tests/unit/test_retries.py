@@ -32,6 +32,13 @@ EVENT = RelayEvent(
 )
 
 
+class NoJitter(random.Random):
+    """A generator whose jitter is always nil, so that waits are the schedule's own steps."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return 0.0
+
+
 def answered(status: int | None, *, retry_after: int | None = None, refused: bool = False) -> DeliveryResult:
     if status is None:
         return DeliveryResult.unsent(EVENT, "hook", "connection failed", retryable=not refused)
@@ -176,11 +183,9 @@ class TestDeferrals:
 
     def test_the_first_deferral_waits_the_cooldown_and_each_next_one_a_schedule_step_further(self) -> None:
         # Given the default schedule and no jitter to blur the steps
-        rng = random.Random(0)
-        rng.uniform = lambda a, b: 0.0  # type: ignore[method-assign]
         ticket, at, waits = self.fresh(), self.START, []
         for _ in range(6):
-            wait = deferral_wait(ticket, DEFAULT_RETRY_POLICY, self.COOLDOWN, at, rng)
+            wait = deferral_wait(ticket, DEFAULT_RETRY_POLICY, self.COOLDOWN, at, NoJitter())
             assert wait is not None
             waits.append(wait)
             ticket, at = ticket.deferred(at + wait, at), at + wait
