@@ -73,6 +73,7 @@ class Relay:
         retry_queue: RetryQueue,
         ledger: DeliveryLedger | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = now,
     ) -> None:
         self._config = config
         self._secrets = secrets
@@ -86,6 +87,7 @@ class Relay:
         # None: no bookkeeping of 2xx answers (DELIVERIES_TABLE_NAME unset); every redelivery delivers again.
         self._ledger = ledger
         self._rng = rng or random.Random()  # noqa: S311 - jitter spreads retries; nothing secret depends on it
+        self._clock = clock  # wall-clock seconds, for tickets' not-before times and attempts
 
     def publish(
         self, event: RelayEvent, *, deadline: float | None = None, max_timeout_seconds: float | None = None
@@ -110,7 +112,8 @@ class Relay:
         must not lose an announcement); raises when neither the retry queue nor S3 keeps it."""
         count("EventHeld")
         handoff = _Handoff(self)
-        handoff.requeue(RetryTicket(EVERY_DESTINATION, event.webhook_id, event, now() + UNROUTED_WAIT_SECONDS), event)
+        due = self._clock() + UNROUTED_WAIT_SECONDS
+        handoff.requeue(RetryTicket(EVERY_DESTINATION, event.webhook_id, event, due), event)
         handoff.flush()
 
     def redeliver(
@@ -150,7 +153,7 @@ class Relay:
 
         Tickets not due yet, explicit re-sends and tickets for every destination are not asked about.
         """
-        moment = now()
+        moment = self._clock()
         pairs = [
             (ticket.destination, ticket.webhook_id)
             for ticket in tickets
@@ -173,7 +176,7 @@ class Relay:
 
         Raises when the outcome could be kept neither in the queue nor in S3: the message then stays on the queue.
         """
-        if ticket.not_before - now() > EARLY_TOLERANCE_SECONDS:
+        if ticket.not_before - self._clock() > EARLY_TOLERANCE_SECONDS:
             # SQS delays at most 15 minutes: a longer wait is several hops.
             handoff = _Handoff(self)
             handoff.requeue(ticket, None)
@@ -364,9 +367,9 @@ class _Handoff:
         number = (ticket.attempted if ticket else 0) + 1
         policy = destination.retry_policy
         outcome = verdict(result, number, policy)
-        attempt = Attempt.of(number, result, now())
+        attempt = Attempt.of(number, result, self._relay._clock())
         if outcome is Verdict.RETRY:
-            not_before = now() + wait_before(number + 1, policy, result, self._relay._rng)
+            not_before = self._relay._clock() + wait_before(number + 1, policy, result, self._relay._rng)
             following = (
                 ticket.after(attempt, not_before)
                 if ticket
@@ -387,7 +390,7 @@ class _Handoff:
         second, uncounted; an unwell destination (open breaker) puts the ticket off one schedule step further
         each time, and dead-letters it once the schedule's horizon has passed (:func:`deferral_wait`)."""
         told = float(result.retry_after_seconds or 1)  # what is left of the rate's second, or of the cooldown
-        moment = now()
+        moment = self._relay._clock()
         if result.held == "paced":
             self.requeue(ticket.later(moment + told), event)
             return

@@ -18,7 +18,7 @@ from chalicelib.events import RelayEvent
 from chalicelib.health import EndpointHealth, HealthPolicy
 from chalicelib.observability import flush
 from chalicelib.relay import DestinationUnknownError, Relay
-from chalicelib.retries import Attempt, RetryPolicy, RetryTicket
+from chalicelib.retries import Attempt, RetryPolicy, RetryTicket, now
 from tests.conftest import emitted_metrics
 from tests.fakes import Clock, FakeHealthStore, FakeLedger
 
@@ -155,7 +155,7 @@ def relay(
         "aws": aws or FakeAwsDelivery(),
         "ledger": ledger,
     }
-    publisher = Relay(lambda: config, health=health, **fakes)
+    publisher = Relay(lambda: config, health=health, clock=clock or now, **fakes)
     return publisher, fake_fanout, fake_queue, quarantine
 
 
@@ -431,10 +431,8 @@ class TestBreakerDeferrals:
     POLICY = RetryPolicy(schedule=(0.0, 60.0, 600.0, 6000.0))  # horizon: 6,660 s ±20 % = 7,992 s
 
     @pytest.fixture
-    def clock(self, monkeypatch: pytest.MonkeyPatch) -> Clock:
-        clock = Clock()
-        monkeypatch.setattr("chalicelib.relay.now", clock)
-        return clock
+    def clock(self) -> Clock:
+        return Clock()
 
     def test_a_destination_that_stays_down_defers_each_ticket_further_then_dead_letters_it(
         self, clock: Clock, relay_output: Any
