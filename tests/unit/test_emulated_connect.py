@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +20,8 @@ def test_a_later_moment_never_reads_earlier(first: float, later_by: float) -> No
     assert absolute_time(first) <= absolute_time(first + later_by)
 
 
-def test_a_chat_item_carries_the_time_it_was_made() -> None:
+def test_a_chat_item_is_stamped_from_one_reading_of_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a clock read just before a second ends
+    monkeypatch.setattr("scripts.emulated_connect.time.time", lambda: 1_800_000_000.9996)
     item = chat_item("contact-1", type_="MESSAGE", content_type="text/plain", content="Hi")
-    assert item["AbsoluteTime"].endswith("Z")
-    assert len(item["AbsoluteTime"]) == len("2027-01-15T08:00:00.000Z")
+    assert item["AbsoluteTime"] == "2027-01-15T08:00:00.999Z"
