@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 USER_AGENT = f"connect-chat-relay/{__version__}"
 # Besides every 5xx: the receiver timed out reading (408), is not ready for early data (425), or is throttling (429).
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
-# A receiver may slow its retries down, but not push them past the retry schedule's horizon.
 # Why an undelivered event waits where it does (see DeliveryResult.held).
 Held = Literal["parked", "deferred", "paced"]
 
