@@ -387,8 +387,9 @@ class _Handoff:
 
     def _defer(self, destination: Destination, event: RelayEvent, ticket: RetryTicket, result: DeliveryResult) -> None:
         """Not attempted: the same attempt later, when the destination may take it. A spent rate waits out its
-        second, uncounted; an unwell destination (open breaker) puts the ticket off one schedule step further
-        each time, and dead-letters it once the schedule's horizon has passed (:func:`deferral_wait`)."""
+        second, uncounted; an unwell destination (an open breaker, or disabled with its event not parked) puts the
+        ticket off one schedule step further each time, and dead-letters it once the schedule's horizon has passed
+        (:func:`deferral_wait`)."""
         told = float(result.retry_after_seconds or 1)  # what is left of the rate's second, or of the cooldown
         moment = self._relay._clock()
         if result.held == "paced":
