@@ -282,7 +282,8 @@ class ContactStarts:
                 announcer.publish(event, max_timeout_seconds=ROUTE_DELIVERY_TIMEOUT_SECONDS)
             except Exception:
                 logger.exception(
-                    "call.started not published; held for a later publish", extra={"webhook_id": event.webhook_id}
+                    "event not published; held for a later publish",
+                    extra={"event_type": event.type, "webhook_id": event.webhook_id},
                 )
                 announcer.hold(event)
         except Exception:
