@@ -258,10 +258,6 @@ class RetryTicket:
         except (ValueError, KeyError, TypeError) as exc:
             raise RetryTicketInvalidError(f"unreadable retry ticket: {type(exc).__name__}: {exc}"[:300]) from None
 
-    def with_event(self, event: RelayEvent) -> RetryTicket:
-        """The same ticket, carrying its event (read back from S3)."""
-        return replace(self, event=event)
-
     def later(self, not_before: float) -> RetryTicket:
         """The same attempt, put off until ``not_before`` (a destination whose rate is spent), uncounted."""
         return replace(self, not_before=not_before)
