@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.adapters.streams_table import is_conditional_failure
 from chalicelib.events import RelayEvent
 from chalicelib.health import DestinationHealth, HealthReplayBusyError, HealthStoreError, ParkedEvent, Status
 
@@ -58,10 +59,6 @@ def _state(item: dict[str, Any] | None) -> DestinationHealth:
         disabled_reason=reason["S"] if reason else None,
         parked=int(_number(item, "parked") or 0),
     )
-
-
-def _conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _condition_failed(exc: BaseException | None, index: int) -> bool:
@@ -292,7 +289,7 @@ class HealthTable:
                     ReturnValues="ALL_NEW",
                 )
         except HealthStoreError as exc:
-            if isinstance(exc.__cause__, ClientError) and _conditional_failure(exc.__cause__):
+            if isinstance(exc.__cause__, ClientError) and is_conditional_failure(exc.__cause__):
                 raise HealthReplayBusyError(f"destination {name} is being re-enabled by another caller") from None
             raise
         return _state(answer.get("Attributes"))
@@ -330,7 +327,7 @@ class HealthTable:
             with _store_errors(action):
                 self._client.update_item(TableName=self._table, **update)
         except HealthStoreError as exc:
-            if isinstance(exc.__cause__, ClientError) and _conditional_failure(exc.__cause__):
+            if isinstance(exc.__cause__, ClientError) and is_conditional_failure(exc.__cause__):
                 return False
             raise
         return True
