@@ -26,6 +26,7 @@ from chalicelib.adapters.client_tokens import (
     ledger_key,
     scoped_client_token,
 )
+from chalicelib.contact_starts import ROUTE_DELIVERY_TIMEOUT_SECONDS
 from chalicelib.contacts import ContactStart, chat_start, webrtc_start
 from chalicelib.errors import RequestValidationError, SettingsError, StorageError
 from chalicelib.events import RelayEvent
@@ -213,23 +214,17 @@ class TestWebRTCContact:
         assert "event not kept" in out
         assert "retry queue and S3 down" in out
 
-    def test_the_real_fan_out_is_the_default_publisher(
+    def test_the_call_is_announced_on_the_relay_dependencies_makes_with_the_route_s_short_timeout(
         self, http: CheckedHTTP, connect_stub: Stubber, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        # Given the relay's publisher, as the route finds it in chalicelib.dependencies
-        seen: list[RelayEvent] = []
-
-        class Recorder:
-            def publish(self, event: RelayEvent, *, max_timeout_seconds: float | None = None) -> list[Any]:
-                seen.append(event)
-                assert max_timeout_seconds is not None  # the caller is waiting: destinations get a short timeout
-                return []
-
-        # Cached like the real getter, so dependencies.reset() can clear it
-        monkeypatch.setattr(dependencies, "relay", cache(Recorder))
+        # Given the relay as chalicelib.dependencies makes it (cached like the real getter, so reset() clears it)
+        relay = RecordingRelay()
+        monkeypatch.setattr(dependencies, "relay", cache(lambda: relay))
         connect_stub.add_response("start_web_rtc_contact", WEBRTC_ANSWER)
         assert post(http, "/webrtc-contacts", {"display_name": "Ana"}).status_code == 201
-        assert [event.type for event in seen] == ["call.started"]
+        # Then the caller waits for the announcement: destinations get the route's short timeout
+        assert [event.type for event in relay.published] == ["call.started"]
+        assert relay.timeouts == [ROUTE_DELIVERY_TIMEOUT_SECONDS]
 
 
 class TestIdempotencyKeys:
