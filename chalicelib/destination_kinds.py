@@ -23,14 +23,19 @@ A destination's ``kind`` (``webhook`` when omitted) decides which fields it take
   (a customer-managed key), so that the relay is granted ``kms:GenerateDataKey`` and ``kms:Decrypt`` on it.
 
 The ARNs name exactly what the relay writes to, so the IAM grants are rendered from them (``make policies``).
+Each kind's fields are a typed dataclass (:class:`ArchiveFields` ...) read by :mod:`chalicelib.validation`, like the
+webhooks' and the filters' in :mod:`chalicelib.destinations`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, fields
+from typing import Annotated, Any, ClassVar, Final, Literal, Protocol, cast
+
+from chalicelib.errors import FieldProblem
+from chalicelib.validation import Rule, read
 
 Kind = Literal["webhook", "s3", "sqs", "eventbridge", "kinesis"]
 KINDS: Final = ("webhook", "s3", "sqs", "eventbridge", "kinesis")
@@ -61,7 +66,7 @@ _STREAM_ARN = re.compile(_ARN_HEAD.format(service="kinesis") + r"stream/(?P<name
 # The name keeps its "key/" or "alias/": IAM grants a key directly, an alias through a condition.
 _KMS_ARN = re.compile(_ARN_HEAD.format(service="kms") + r"(?P<name>(key|alias)/[A-Za-z0-9/_-]{1,250})\Z")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
-_SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,255}\Z")
+_SOURCE = re.compile(r"^(?!aws\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,255}\Z")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
@@ -126,84 +131,121 @@ class StreamTarget:
 
 AwsTarget = ArchiveTarget | QueueTarget | BusTarget | StreamTarget
 
+_KEY_PROBLEM: Final = "must be a KMS key ARN or alias ARN"
+_TEMPLATE_PROBLEM: Final = (
+    "must be a relative key naming {initial_contact_id} and {item_id}, with placeholders among "
+    + ", ".join(sorted(TEMPLATE_FIELDS))
+)
+_KmsKey = Annotated[str | None, Rule(pattern=_KMS_ARN.pattern, problem=_KEY_PROBLEM)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveFields:
+    """An ``s3`` destination's own fields."""
+
+    bucket: Annotated[str, Rule(pattern=_BUCKET.pattern, problem="must be an S3 bucket name")]
+    layout: Literal["session", "date"] | None = None
+    key_template: Annotated[
+        str | None, Rule(min_length=1, max_length=512, pattern="^[^/]", problem=_TEMPLATE_PROBLEM)
+    ] = None
+    kms_key: _KmsKey = None
+
+    @staticmethod
+    def cross_checks(valid: Mapping[str, Any]) -> list[FieldProblem]:
+        """A key template excludes a layout, and names the session and the item with known placeholders only."""
+        template = valid.get("key_template")
+        if template is None:
+            return []
+        if valid.get("layout") is not None:
+            return [FieldProblem("key_template", "and layout exclude each other")]
+        names = set(_PLACEHOLDER.findall(template))
+        stray_brace = bool(set("{}") & set(_PLACEHOLDER.sub("", template)))
+        if stray_brace or not names <= TEMPLATE_FIELDS or not {"initial_contact_id", "item_id"} <= names:
+            return [FieldProblem("key_template", _TEMPLATE_PROBLEM)]
+        return []
+
+    def target(self) -> ArchiveTarget:
+        """The archive these fields describe."""
+        template = self.key_template or LAYOUTS[self.layout or "session"]
+        return ArchiveTarget(bucket=self.bucket, key_template=template, kms_key=_key(self.kms_key))
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueFields:
+    """An ``sqs`` destination's own fields."""
+
+    queue_arn: Annotated[str, Rule(pattern=_QUEUE_ARN.pattern, problem="must be an SQS queue ARN")]
+    kms_key: _KmsKey = None
+
+    def target(self) -> QueueTarget:
+        """The queue these fields describe."""
+        return QueueTarget(_arn(_QUEUE_ARN, self.queue_arn), _key(self.kms_key))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BusFields:
+    """An ``eventbridge`` destination's own fields."""
+
+    event_bus_arn: Annotated[str, Rule(pattern=_BUS_ARN.pattern, problem="must be an EventBridge event bus ARN")]
+    source: Annotated[
+        str,
+        Rule(
+            pattern=_SOURCE.pattern,
+            problem="must be 1 to 256 letters, digits, '.', '_', '/' or '-', not starting with 'aws.'",
+        ),
+    ] = DEFAULT_SOURCE
+    kms_key: _KmsKey = None
+
+    def target(self) -> BusTarget:
+        """The bus these fields describe."""
+        return BusTarget(_arn(_BUS_ARN, self.event_bus_arn), self.source, _key(self.kms_key))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamFields:
+    """A ``kinesis`` destination's own fields."""
+
+    stream_arn: Annotated[str, Rule(pattern=_STREAM_ARN.pattern, problem="must be a Kinesis stream ARN")]
+    kms_key: _KmsKey = None
+
+    def target(self) -> StreamTarget:
+        """The stream these fields describe."""
+        return StreamTarget(_arn(_STREAM_ARN, self.stream_arn), _key(self.kms_key))
+
+
+class _TargetFields(Protocol):
+    """A kind's fields: a dataclass that builds its target."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+    def target(self) -> AwsTarget:
+        """The resource these fields describe."""
+        ...
+
+
+_KIND_TYPES: Final[Mapping[str, type[_TargetFields]]] = {
+    "s3": ArchiveFields,
+    "sqs": QueueFields,
+    "eventbridge": BusFields,
+    "kinesis": StreamFields,
+}
 # The fields each kind takes besides the common ones.
 KIND_FIELDS: Final[Mapping[str, frozenset[str]]] = {
-    "s3": frozenset({"bucket", "layout", "key_template", "kms_key"}),
-    "sqs": frozenset({"queue_arn", "kms_key"}),
-    "eventbridge": frozenset({"event_bus_arn", "source", "kms_key"}),
-    "kinesis": frozenset({"stream_arn", "kms_key"}),
+    kind: frozenset(field.name for field in fields(cls)) for kind, cls in _KIND_TYPES.items()
 }
 
 
-def parse_target(kind: str, entry: Mapping[str, Any], fault: Callable[[str, str], None]) -> AwsTarget | None:
-    """The target of a non-webhook destination, or None after reporting each problem with ``fault``."""
-    if kind == "s3":
-        return _archive(entry, fault)
-    key_ok, kms_key = _kms_key(entry, fault)
-    if kind == "sqs":
-        queue = _arn(entry.get("queue_arn"), "queue_arn", _QUEUE_ARN, "an SQS queue ARN", fault)
-        return None if queue is None or not key_ok else QueueTarget(queue, kms_key)
-    if kind == "eventbridge":
-        bus = _arn(entry.get("event_bus_arn"), "event_bus_arn", _BUS_ARN, "an EventBridge event bus ARN", fault)
-        source = entry.get("source", DEFAULT_SOURCE)
-        if not isinstance(source, str) or not _SOURCE.match(source) or source.startswith("aws."):
-            fault("source", "must be 1 to 256 letters, digits, '.', '_', '/' or '-', not starting with 'aws.'")
-            return None
-        return None if bus is None or not key_ok else BusTarget(bus, source, kms_key)
-    stream = _arn(entry.get("stream_arn"), "stream_arn", _STREAM_ARN, "a Kinesis stream ARN", fault)
-    return None if stream is None or not key_ok else StreamTarget(stream, kms_key)
+def read_target(kind: str, entry: Mapping[str, Any]) -> tuple[AwsTarget | None, list[FieldProblem]]:
+    """The target of a non-webhook destination from its kind's fields in ``entry``, or None and every problem."""
+    found, problems = read(_KIND_TYPES[kind], {key: value for key, value in entry.items() if key in KIND_FIELDS[kind]})
+    return (None if found is None else found.target()), problems
 
 
-def _kms_key(entry: Mapping[str, Any], fault: Callable[[str, str], None]) -> tuple[bool, Arn | None]:
-    """The entry's ``kms_key`` (None when omitted), and whether it is valid."""
-    if "kms_key" not in entry:
-        return True, None
-    key = _arn(entry["kms_key"], "kms_key", _KMS_ARN, "a KMS key ARN or alias ARN", fault)
-    return key is not None, key
+def _key(value: str | None) -> Arn | None:
+    return None if value is None else _arn(_KMS_ARN, value)
 
 
-def _archive(entry: Mapping[str, Any], fault: Callable[[str, str], None]) -> ArchiveTarget | None:
-    ok = True
-    bucket = entry.get("bucket")
-    if not isinstance(bucket, str) or not _BUCKET.match(bucket):
-        fault("bucket", "must be an S3 bucket name")
-        ok = False
-    layout = entry.get("layout", "session")
-    template = entry.get("key_template")
-    if layout not in LAYOUTS:
-        fault("layout", f"must be one of {', '.join(LAYOUTS)}")
-        ok = False
-    elif template is not None and "layout" in entry:
-        fault("key_template", "and layout exclude each other")
-        ok = False
-    elif template is None:
-        template = LAYOUTS[layout]
-    elif not _valid_template(template):
-        fault(
-            "key_template",
-            "must be a relative key naming {initial_contact_id} and {item_id}, with placeholders among "
-            + ", ".join(sorted(TEMPLATE_FIELDS)),
-        )
-        ok = False
-    key_ok, kms_key = _kms_key(entry, fault)
-    if not ok or not key_ok:
-        return None
-    return ArchiveTarget(bucket=str(bucket), key_template=str(template), kms_key=kms_key)
-
-
-def _valid_template(template: object) -> bool:
-    if not isinstance(template, str) or not 0 < len(template) <= 512 or template.startswith("/"):
-        return False
-    names = set(_PLACEHOLDER.findall(template))
-    stripped = _PLACEHOLDER.sub("", template)
-    return names <= TEMPLATE_FIELDS and {"initial_contact_id", "item_id"} <= names and not set("{}") & set(stripped)
-
-
-def _arn(
-    value: object, field_name: str, pattern: re.Pattern[str], expected: str, fault: Callable[[str, str], None]
-) -> Arn | None:
-    match = pattern.match(value) if isinstance(value, str) else None
-    if match is None:
-        fault(field_name, f"must be {expected}")
-        return None
-    return Arn(str(value), match["partition"], match["region"], match["account"], match["name"])
+def _arn(pattern: re.Pattern[str], value: str) -> Arn:
+    """The parts of an ARN that its field's rule matched."""
+    match = cast("re.Match[str]", pattern.match(value))
+    return Arn(value, match["partition"], match["region"], match["account"], match["name"])

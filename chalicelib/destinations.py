@@ -73,7 +73,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from chalicelib.destination_kinds import KIND_FIELDS, KINDS, AwsTarget, Kind, parse_target
+from chalicelib.destination_kinds import KIND_FIELDS, KINDS, AwsTarget, Kind, read_target
 from chalicelib.errors import FieldProblem, RelayError
 from chalicelib.events import EVENT_TYPES, RelayEvent
 from chalicelib.observability import logger
@@ -502,7 +502,8 @@ def _parse_destination(
         fields, found = read(WebhookFields, entry)
     else:
         fields, found = read(DestinationFilters, {k: v for k, v in entry.items() if k not in KIND_FIELDS[kind]})
-        target = parse_target(kind, entry, lambda key, problem: found.append(FieldProblem(key, problem)))
+        target, target_problems = read_target(kind, entry)
+        found += target_problems
     if isinstance(name, str) and _NAME.match(name):
         if name in seen:
             found.append(FieldProblem("name", f"repeats the name of destinations[{seen[name]}]"))
