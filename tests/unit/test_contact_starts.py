@@ -4,6 +4,7 @@ a chat keeps, what a call announces, and what the caller gets when something aft
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -132,6 +133,7 @@ class World:
         keys: Keys | None = None,
         streams: Streams | None = None,
         relay: RecordingRelay | None = None,
+        announcer: Callable[[], RecordingRelay] | None = None,
         connections: Connections | None = None,
     ) -> None:
         self.connect = Connect(answer, connect_failure)
@@ -145,7 +147,7 @@ class World:
             connect=lambda: self._made("connect", self.connect),
             keys=lambda: self._made("keys", self.keys),
             streams=lambda: self._made("streams", self.streams),
-            announcer=lambda: self._made("announcer", self.relay),
+            announcer=announcer or (lambda: self._made("announcer", self.relay)),
             connections=lambda: self._made("connections", self.connections),
         )
 
@@ -215,17 +217,9 @@ class TestCalls:
         def no_relay() -> RecordingRelay:
             raise RuntimeError("destinations file unreadable")
 
-        world = World(WEBRTC_ANSWER)
-        service = ContactStarts(
-            SETTINGS,
-            connect=lambda: world.connect,
-            keys=lambda: world.keys,
-            streams=lambda: world.streams,
-            announcer=no_relay,
-            connections=lambda: world.connections,
-        )
+        world = World(WEBRTC_ANSWER, announcer=no_relay)
 
-        started = service.start_webrtc({"display_name": "Ana"}, idempotency_key=None, principal=PRINCIPAL)
+        started = world.webrtc()
 
         assert not started.announced
 
