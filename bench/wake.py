@@ -13,7 +13,13 @@ Each figure comes from fresh interpreters, as a cold Lambda container starts one
    loopback receiver; against the same process's peak before the first item and a bare ``import boto3``.
    Target: under 128 MB.
 
+4. The size of the function package (``deployment.zip``) and of the managed layer holding the dependencies, zipped
+   and unzipped, from ``build/package`` when ``make package`` wrote it there, or else from a ``make package`` it
+   runs (a minute or two: pip resolves ``requirements.txt``); it says which. Target: the function package under
+   1 MB.
+
 Reported, never asserted. Results go to .bench/wake.json; the README's cost per million items comes from them.
+``python -m bench.wake imports`` measures the imports (1.) alone and writes nothing.
 """
 
 from __future__ import annotations
@@ -22,16 +28,19 @@ import contextlib
 import importlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".bench"
+PACKAGE = ROOT / "build" / "package"
 ROUNDS = int(os.environ.get("WAKE_ROUNDS", "5"))
 ITEMS = int(os.environ.get("WAKE_ITEMS", "10000"))
 STAGE = "dev"
@@ -257,12 +266,38 @@ def child_memory(handler: str, items: int) -> dict[str, Any]:
 # -- the parent --------------------------------------------------------------------------------------------------
 
 
-def main() -> int:
-    sys.path.insert(0, str(ROOT))
-    functions = handlers()
-    modules = sorted({handler.rsplit(".", 1)[0] for handler in functions.values()})
-    print(f"connect-chat-relay wake bench: {ROUNDS} fresh interpreters each, {os.cpu_count()} cores", flush=True)
+def _zip_mb(archive: Path) -> dict[str, float]:
+    with zipfile.ZipFile(archive) as opened:
+        unzipped = sum(entry.file_size for entry in opened.infolist())
+    return {"zipped_mb": archive.stat().st_size / 1e6, "unzipped_mb": unzipped / 1e6}
 
+
+def package_sizes() -> dict[str, Any]:
+    """The function package and the layer of ``build/package``, built by ``make package`` first if it is not there
+    (or was built before the dependencies were a layer)."""
+    from scripts.lambda_runtime import layer_archives
+
+    template = PACKAGE / "sam.json"
+    if template.is_file() and layer_archives(json.loads(template.read_text()), PACKAGE):
+        built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(template.stat().st_mtime))
+        source = f"build/package, written by make package at {built}"
+    else:
+        make = shutil.which("make")
+        assert make is not None, "the package sizes need make package"
+        subprocess.run([make, "package"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        source = "make package, run by this bench"
+    (layer,) = layer_archives(json.loads(template.read_text()), PACKAGE)
+    sizes: dict[str, Any] = {"source": source, "function": _zip_mb(PACKAGE / "deployment.zip"), "layer": _zip_mb(layer)}
+    print(
+        f"package ({source}): function {sizes['function']['zipped_mb']:.2f} MB zipped"
+        f" ({sizes['function']['unzipped_mb']:.2f} MB unzipped; target < 1 MB), layer"
+        f" {sizes['layer']['zipped_mb']:.1f} MB zipped ({sizes['layer']['unzipped_mb']:.1f} MB unzipped)"
+    )
+    return sizes
+
+
+def measure_imports(modules: list[str]) -> dict[str, Any]:
+    """Each module's import against ``import boto3`` alone, in pairs of fresh interpreters; printed and returned."""
     # Each module right after a bare boto3, so a change of machine load hits both sides of a ratio alike.
     samples: dict[str, list[dict[str, Any]]] = {module: [] for module in modules}
     for _ in range(ROUNDS):
@@ -279,6 +314,18 @@ def main() -> int:
         mb = statistics.median(p["module"]["maxrss_mb"] for p in pairs)
         imports["modules"][module] = {"ms": ms, "ratio": ratio, "maxrss_mb": mb}
         print(f"import {module:34s} {ms:7.1f} ms   {mb:5.1f} MB   x{ratio:.2f} of boto3 (target <= 1.1)")
+    return imports
+
+
+def main(*, imports_only: bool = False) -> int:
+    sys.path.insert(0, str(ROOT))
+    functions = handlers()
+    modules = sorted({handler.rsplit(".", 1)[0] for handler in functions.values()})
+    print(f"connect-chat-relay wake bench: {ROUNDS} fresh interpreters each, {os.cpu_count()} cores", flush=True)
+    imports = measure_imports(modules)
+    if imports_only:
+        return 0
+    boto3_mb = imports["boto3_maxrss_mb"]
 
     first: dict[str, Any] = {}
     with served_aws() as environment:
@@ -300,13 +347,20 @@ def main() -> int:
         f" {memory['before_mb']:.1f} MB; import boto3 alone {boto3_mb:.1f} MB; target < 128 MB),"
         f" {memory['ms_per_item']:.2f} ms per item"
     )
-    results = {"imports": imports, "first_invocation": first, "memory": {"items": ITEMS, **memory}}
+    package = package_sizes()
+    results = {
+        "imports": imports,
+        "first_invocation": first,
+        "memory": {"items": ITEMS, **memory},
+        "package": package,
+    }
     OUT.mkdir(exist_ok=True)
     (OUT / "wake.json").write_text(json.dumps(results, indent=2) + "\n")
     worst = max(m["ratio"] for m in imports["modules"].values())
     print(
         f"summary: slowest handler import x{worst:.2f} of boto3 (target <= 1.1), peak memory"
-        f" {memory['peak_mb']:.0f} MB for {ITEMS} items (target < 128)"
+        f" {memory['peak_mb']:.0f} MB for {ITEMS} items (target < 128), function package"
+        f" {package['function']['zipped_mb']:.2f} MB (target < 1) and a layer of {package['layer']['zipped_mb']:.1f} MB"
     )
     return 0
 
@@ -319,5 +373,5 @@ if __name__ == "__main__":
     elif len(sys.argv) > 1 and sys.argv[1] == "memory":
         result = child_memory(sys.argv[2], int(sys.argv[3]))
     else:
-        sys.exit(main())
+        sys.exit(main(imports_only=sys.argv[1:] == ["imports"]))
     print(json.dumps(result))

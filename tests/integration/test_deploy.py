@@ -3,8 +3,8 @@
 The deploy runs as ``python -m scripts.deploy`` does, in its own interpreter, through ``deploy_boundary.py``: two
 stand-ins where moto or the sandbox stops (the Lambda package build needs PyPI; moto's REST API import does not take
 Chalice's Swagger 2.0), both described there; the REST API's request is checked here instead. Everything else is
-moto: the infrastructure and monitoring stacks through change sets, IAM roles, functions, the SNS subscription,
-EventBridge rules, event source mappings, on-failure destinations, S3.
+moto: the infrastructure and monitoring stacks through change sets, IAM roles, functions, the managed layer they
+share, the SNS subscription, EventBridge rules, event source mappings, on-failure destinations, S3.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ pytestmark = pytest.mark.integration
 COPIED = ("app.py", "chalicelib", "scripts", "stages", "infra", "requirements.txt", ".chalice")
 BOUNDARY = Path(__file__).parent / "deploy_boundary.py"
 STAGE = "dev"
+LAYER = f"connect-chat-relay-{STAGE}-managed-layer"
 
 
 def _copy_project(target: Path) -> None:
@@ -121,6 +122,7 @@ def observe(endpoint: str) -> dict[str, Any]:
     topic = predicted_outputs(stage)["StreamingTopicArn"]
     subscriptions = _optional(client("sns").list_subscriptions_by_topic, TopicArn=topic)
     return {
+        "layer_versions": lam.list_layer_versions(LayerName=LAYER)["LayerVersions"],
         "stack": stacks["Stacks"][0] if stacks else None,
         "monitoring": monitoring["Stacks"][0] if monitoring else None,
         "functions": functions,
@@ -234,6 +236,23 @@ def test_every_function_is_deployed_with_its_settings_and_its_own_role(deployed:
         assert functions[function]["policy"] == policy, function
 
 
+def test_every_function_runs_on_the_one_managed_layer_built_for_its_runtime(deployed: Deployed) -> None:
+    """The dependencies are in one layer (``automatic_layer``) that every function references, built by Chalice
+    for the runtime it is given (its packager names the layer's directory after it) and published for it alone."""
+    (layer,) = deployed.after_first["layer_versions"]
+    assert layer["CompatibleRuntimes"] == [LAMBDA_RUNTIME]
+    functions = deployed.after_first["functions"]
+    assert functions
+    for function, found in functions.items():
+        assert [used["Arn"] for used in found["configuration"]["Layers"]] == [layer["LayerVersionArn"]], function
+    built = sorted(path.name for path in (deployed.project / ".chalice" / "deployments").glob("stand-in-layer-*"))
+    assert built == [f"stand-in-layer-{LAMBDA_RUNTIME}.zip"]
+    # A second deploy publishes the layer again and deletes the version before: one version is left.
+    (again,) = deployed.after_second["layer_versions"]
+    for found in deployed.after_second["functions"].values():
+        assert [used["Arn"] for used in found["configuration"]["Layers"]] == [again["LayerVersionArn"]]
+
+
 def test_the_event_sources_are_subscribed_with_their_settings(deployed: Deployed) -> None:
     """The SNS subscription, both EventBridge rules, each SQS mapping's batch size and partial batch responses,
     and the on-failure destination of every function invoked asynchronously."""
@@ -295,19 +314,44 @@ def test_the_rest_api_request_is_chalice_s_swagger_for_the_api_function(deployed
 
 
 def _settled(state: dict[str, Any]) -> dict[str, Any]:
-    """A state without what every deploy rewrites: code upload times and revisions."""
+    """A state without what every deploy rewrites: code upload times and revisions, and the layer's version number
+    (Chalice publishes the layer again on every deploy and deletes the version before)."""
     functions = {
-        name: {**found, "configuration": {k: v for k, v in found["configuration"].items() if k not in VOLATILE}}
+        name: {
+            **found,
+            "configuration": {k: v for k, v in found["configuration"].items() if k not in VOLATILE},
+            "layers": [layer["Arn"].rsplit(":", 1)[0] for layer in found["configuration"]["Layers"]],
+        }
         for name, found in state["functions"].items()
     }
     mappings = [{k: v for k, v in m.items() if k not in VOLATILE} for m in state["mappings"]]
     stack = {k: v for k, v in state["stack"].items() if k not in VOLATILE}
     monitoring = {k: v for k, v in state["monitoring"].items() if k not in VOLATILE}
-    return {**state, "functions": functions, "mappings": mappings, "stack": stack, "monitoring": monitoring}
+    layers = [{k: v for k, v in layer.items() if k not in VOLATILE} for layer in state["layer_versions"]]
+    return {
+        **state,
+        "functions": functions,
+        "mappings": mappings,
+        "stack": stack,
+        "monitoring": monitoring,
+        "layer_versions": layers,
+    }
 
 
 VOLATILE = frozenset(
-    {"LastModified", "RevisionId", "CodeSha256", "CodeSize", "LastUpdateStatus", "State", "LastUpdatedTime"}
+    {
+        "LastModified",
+        "RevisionId",
+        "CodeSha256",
+        "CodeSize",
+        "LastUpdateStatus",
+        "State",
+        "LastUpdatedTime",
+        "Layers",
+        "LayerVersionArn",
+        "Version",
+        "CreatedDate",
+    }
 )
 
 
@@ -347,6 +391,7 @@ def test_destroy_removes_the_functions_and_the_stack_and_keeps_the_archive_unles
     assert f"monitoring: deleting stack connect-chat-relay-{STAGE}-monitoring" in deployed.destroy.output
     assert f"monitoring: no stack connect-chat-relay-{STAGE}-monitoring" in deployed.delete_archive.output
     assert after["functions"] == {}
+    assert after["layer_versions"] == []
     assert after["subscriptions"] == after["mappings"] == []
     assert after["rules"] == {}
     assert bucket in after["buckets"]

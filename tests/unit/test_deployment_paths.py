@@ -13,6 +13,8 @@ SAM template generator (what ``chalice package`` writes), without building a pac
 from __future__ import annotations
 
 import json
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import botocore.session
@@ -23,7 +25,7 @@ from chalice.deploy import models
 from chalice.deploy.appgraph import ApplicationGraphBuilder, DependencyBuilder
 from chalice.package import PackageOptions, SAMTemplateGenerator, TemplateDeepMerger
 
-from scripts.lambda_runtime import LAMBDA_RUNTIME, pin_runtime
+from scripts.lambda_runtime import LAMBDA_RUNTIME, layer_archives, pin_runtime, relocate_layer
 from scripts.local_aws import ACCOUNT
 from tests.conftest import PROJECT, REGION
 
@@ -114,6 +116,45 @@ def test_every_packaged_function_runs_on_the_one_stated_runtime(stage: str) -> N
     }
     assert set(runtimes.values()) == {LAMBDA_RUNTIME}
     assert len(runtimes) == len(CONFIG["stages"][stage]["lambda_functions"])
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_packaged_function_uses_the_one_managed_layer_for_the_stated_runtime(stage: str) -> None:
+    """Given the packaged template, then the dependencies are one layer (``automatic_layer``) that every function
+    references, and `make package`'s step makes it compatible with the stated runtime alone."""
+    template = pin_runtime(packaged_template(stage))
+    layers = {n: r for n, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::LayerVersion"}
+    assert list(layers) == ["ManagedLayer"]
+    assert layers["ManagedLayer"]["Properties"]["CompatibleRuntimes"] == [LAMBDA_RUNTIME]
+    functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    assert len(functions) == len(CONFIG["stages"][stage]["lambda_functions"])
+    assert all(function["Properties"]["Layers"] == [{"Ref": "ManagedLayer"}] for function in functions)
+
+
+def test_the_layer_s_packages_move_to_the_stated_runtime_s_directory(tmp_path: Path) -> None:
+    """Given a layer zip as Chalice builds it on Python 3.11 (``python/lib/python3.11/site-packages/``, which
+    python3.14 does not search), when `make package`'s step relocates it, then every entry is under the stated
+    runtime's directory with its content and date, and a second run moves nothing."""
+    built = "python/lib/python3.11/site-packages/"
+    entries = {"boto3/__init__.py": b"__version__ = '1'\n", "boto3-1.dist-info/RECORD": b"boto3/__init__.py,,\n"}
+    archive = tmp_path / "layer-deployment.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as layer:
+        for name, content in entries.items():
+            layer.writestr(zipfile.ZipInfo(built + name, date_time=(1980, 1, 1, 0, 0, 0)), content)
+    layer_properties = {"ContentUri": "./layer-deployment.zip"}
+    template = {
+        "Resources": {"ManagedLayer": {"Type": "AWS::Serverless::LayerVersion", "Properties": layer_properties}}
+    }
+    assert layer_archives(template, tmp_path) == [tmp_path / "./layer-deployment.zip"]
+
+    assert relocate_layer(archive) == len(entries)
+
+    with zipfile.ZipFile(archive) as layer:
+        assert {info.filename: layer.read(info) for info in layer.infolist()} == {
+            f"python/lib/{LAMBDA_RUNTIME}/site-packages/{name}": content for name, content in entries.items()
+        }
+        assert {info.date_time for info in layer.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    assert relocate_layer(archive) == 0
 
 
 def test_the_makefile_pins_the_runtime_of_the_package_it_builds() -> None:
