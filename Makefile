@@ -13,9 +13,11 @@ help:
 	@echo "make bench    throughput, latency, cold start and memory figures against baselines"
 	@echo "make package  chalice package into build/package"
 	@echo "make render   render .chalice/config.json, the policies and the destinations files from stages/*.json"
-	@echo "make deploy STAGE=dev   infrastructure stack, chalice deploy and what Chalice cannot set, in an AWS account"
-	@echo "make destroy STAGE=dev  chalice delete and the infrastructure stack (the archive bucket is kept)"
+	@echo "make deploy STAGE=dev   infrastructure stack, chalice deploy, what Chalice cannot set, then the monitoring stack"
+	@echo "make destroy STAGE=dev  the monitoring stack, chalice delete and the infrastructure stack (archive bucket kept)"
 	@echo "make openapi  write chalicelib/schemas/ and chalicelib/openapi.json from scripts/openapi.py"
+	@echo "make lint | typecheck | unit   the parts of make test, one at a time"
+	@echo "make venv     set up .venv (every target does it first)    make clean   remove .venv and everything built"
 
 # chalice 1.34 requires pip<26.3: a newer pip would be downgraded again, with a resolver error on the way.
 $(STAMP): requirements.txt requirements-dev.txt

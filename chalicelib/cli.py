@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stderr) -> int:
     replay.add_argument("--session", help="the session's initial contact id")
     replay.add_argument("--from", dest="start", help="the range's start, ISO 8601 with its offset (included)")
     replay.add_argument("--to", dest="end", help="the range's end (excluded); at most 31 days after --from")
-    replay.add_argument("--archive", help="the s3 destination to read (default: the first that can be listed so)")
+    replay.add_argument(
+        "--archive",
+        help="the s3 destination to read (default: TRANSCRIPT_ARCHIVE's, else the first that can be listed so)",
+    )
     replay.add_argument("--no-wait", action="store_true", help="queue it and print its id; do not follow it")
     reprocess = commands.add_parser(
         "reprocess-failed",

@@ -13,6 +13,7 @@ Amazon Chime meeting, so a browser can place a call but not join it (the web-cal
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -89,8 +90,9 @@ def start() -> tuple[dict[str, str], Any, Any]:
     return environment, moto, connect
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Serve until interrupted."""
+    argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0]).parse_args(argv)
     environment, moto, connect = start()
     print("Emulated AWS for chalice local is up. In the terminal where you run chalice local:\n")
     print("export " + " ".join(f"{name}={value}" for name, value in environment.items()), flush=True)
