@@ -9,7 +9,8 @@ built for tests that hold a few, then spends the run's minutes on itself rather 
   holds, and a rollback there undoes the transaction's own writes only; moto's also undoes every write other
   requests made to the table meanwhile (its server answers requests in threads, so a chaos run lost parked events
   that way). Here a transaction keeps deep copies of only the items it names, and a rollback puts back those items,
-  in place: exactly what the transaction changed, and nothing another request wrote.
+  in place; writes are serialised, so no other request writes between a transaction's copy and its rollback:
+  the rollback undoes exactly what the transaction changed, and nothing another request wrote.
 - SQS: every message sent reads the queue's attributes, which count every message held three times, and every
   message received reads the retention period the same way (so a receive costs the square of the queue's
   length). Here the three counts are computed together, in one pass, at most every ``COUNT_SECONDS`` (SQS calls
@@ -36,6 +37,8 @@ from contextlib import contextmanager
 from typing import Any
 
 _in_transaction = threading.local()
+# The backend's writes of one item (BatchWriteItem calls them too); a transaction calls them under the same lock.
+_SINGLE_WRITES = ("put_item", "update_item", "delete_item")
 COUNT_SECONDS = 0.25
 _COUNTS = (
     "approximate_number_of_messages",
@@ -104,6 +107,44 @@ def restore(table: Any, saved: list[tuple[Any, Any, Any]]) -> None:
             table.items[hash_value] = item
 
 
+# One write at a time: no other request's write can land on an item between a transaction's snapshot and its
+# rollback (DynamoDB would refuse such a write as a conflict), so putting the named items back undoes exactly what
+# the transaction wrote. moto answers in threads under one GIL: serialising its writes costs little.
+_WRITING = threading.RLock()
+
+
+def _transacting(original: Any) -> Any:
+    """moto's TransactWriteItems under the write lock, rolled back by putting the items it names back in place."""
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        names = {next(iter(item.values())).get("TableName") for item in transact_items}
+        with _WRITING:
+            tables = [self.tables[name] for name in names if name in self.tables]
+            before = [(table, snapshot(table, transact_items)) for table in tables]
+            _in_transaction.active = True
+            try:
+                original(self, transact_items)
+            except Exception:
+                for table, items in before:
+                    restore(table, items)
+                raise
+            finally:
+                _in_transaction.active = False
+
+    return transact_write_items
+
+
+def _serialised(write: Any) -> Any:
+    """A backend write of one item, under the write lock."""
+
+    @functools.wraps(write)
+    def one_at_a_time(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _WRITING:
+            return write(self, *args, **kwargs)
+
+    return one_at_a_time
+
+
 @contextmanager
 def patched() -> Iterator[None]:
     """moto's DynamoDB and SQS backends patched in this process, and restored on the way out."""
@@ -126,6 +167,7 @@ def patched() -> Iterator[None]:
     saved: list[tuple[Any, str, Any]] = [
         (models, "copy", models.copy),  # type: ignore[attr-defined]
         (DynamoDBBackend, "transact_write_items", DynamoDBBackend.transact_write_items),
+        *((DynamoDBBackend, name, getattr(DynamoDBBackend, name)) for name in _SINGLE_WRITES),
         (SQSBackend, retention, getattr(SQSBackend, retention)),
         *((Queue, name, Queue.__dict__[name]) for name in _COUNTS),
         *((module, name, getattr(module, name)) for module, name in cheaper),
@@ -140,19 +182,7 @@ def patched() -> Iterator[None]:
             return value
         return copy.deepcopy(value, memo)
 
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        names = {next(iter(item.values())).get("TableName") for item in transact_items}
-        tables = [self.tables[name] for name in names if name in self.tables]
-        saved = [(table, snapshot(table, transact_items)) for table in tables]
-        _in_transaction.active = True
-        try:
-            original(self, transact_items)
-        except Exception:
-            for table, items in saved:
-                restore(table, items)
-            raise
-        finally:
-            _in_transaction.active = False
+    transact_write_items = _transacting(original)
 
     def millis(dt: Any = None) -> float:
         return time.time() * 1000.0 if dt is None else float(unix_time_millis(dt))
@@ -173,6 +203,8 @@ def patched() -> Iterator[None]:
     # moto.dynamodb.models reads copy.deepcopy through its module attribute `copy`.
     models.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore[attr-defined,assignment]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    for name in _SINGLE_WRITES:
+        setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name)))
     SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
     for name in _COUNTS:
         setattr(Queue, name, counted(name))

@@ -148,3 +148,46 @@ def test_a_rollback_keeps_what_another_request_wrote_meanwhile(table: Any, monke
     # Then the transaction's own put is undone and the other request's write is kept
     assert sorted(items(table)) == ["health", "parked#1", "parked#other"]
     assert items(table)["health"]["parked"] == {"N": "1"}
+
+
+def test_a_write_to_an_item_a_failing_transaction_names_waits_for_it_and_is_kept(
+    table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given another request writing the very item a transaction names, from another thread, while the transaction
+    # runs (moto's server answers each request in a thread of its own)
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    read = DynamoDBBackend.get_item
+    other = threading.Thread(
+        target=lambda: table.put_item(
+            TableName="t", Item={"pk": {"S": "d"}, "sk": {"S": "health"}, "parked": {"N": "7"}}
+        )
+    )
+
+    def read_while_another_writes(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not other.is_alive() and other.ident is None:
+            other.start()
+            other.join(0.3)  # without the lock, the other write lands here, before the rollback
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "get_item", read_while_another_writes)
+    put = {"Put": {"TableName": "t", "Item": {"pk": {"S": "d"}, "sk": {"S": "parked#2"}}}}
+    # When the transaction fails its condition and rolls back
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        table.transact_write_items(TransactItems=[update("attribute_exists(pk)"), put, parked_1_absent()])
+    other.join(5)
+    # Then the other request's write, which waited, is what the item holds
+    assert items(table)["health"]["parked"] == {"N": "7"}
+    assert "parked#2" not in items(table)
+
+
+def parked_1_absent() -> dict[str, Any]:
+    return {
+        "ConditionCheck": {
+            "TableName": "t",
+            "Key": {"pk": {"S": "d"}, "sk": {"S": "parked#1"}},
+            "ConditionExpression": "attribute_not_exists(sk)",
+        }
+    }
