@@ -53,8 +53,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.reconciliation
 	$(BIN)/python -m bench.wake
 
+# Chalice packages chalicelib as it finds it: bytecode the tests wrote (for this Python, not Lambda's) stays out.
+NO_BYTECODE := find chalicelib -name __pycache__ -type d -prune -exec rm -rf {} +
+
 package: $(STAMP)
 	rm -rf build/package
+	$(NO_BYTECODE)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $${STAGE:-dev} \
 		--merge-template infra/on-failure.json build/package
 	$(BIN)/python -m scripts.lambda_runtime build/package/sam.json
@@ -72,6 +76,7 @@ openapi: $(STAMP)
 # make deploy STAGE=dev: scripts/deploy.py (infrastructure stack, chalice deploy, what Chalice cannot set).
 deploy: $(STAMP)
 	$(if $(STAGE),,$(error make deploy needs STAGE=<stage>, one of stages/*.json))
+	$(NO_BYTECODE)
 	$(BIN)/python -m scripts.deploy deploy --stage $(STAGE)
 
 # make destroy STAGE=dev [KEEP_ARCHIVE=false]: chalice delete and the stack; the archive bucket is kept unless told.
