@@ -267,3 +267,57 @@ def test_environment_problems_are_named_by_their_variable_and_never_quote_a_part
         FieldProblem("IDS", "bad ids"),
         FieldProblem("FLOWS", "bad flows"),
     ]
+
+
+@dataclass(frozen=True)
+class Entry:
+    ignores_unknown_keys: ClassVar[bool] = True
+    null_means_absent: ClassVar[bool] = True
+
+    entry_id: Annotated[str, Rule(name="Id", min_length=1)]
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Extensible:
+    ignores_unknown_keys: ClassVar[bool] = True
+    null_means_absent: ClassVar[bool] = True
+
+    kind: Annotated[str, Rule(name="Type")]
+    entries: Annotated[tuple[Entry, ...], Rule(name="Entries")] = ()
+
+
+def test_an_extensible_type_lets_unknown_keys_pass_and_reads_null_as_absent() -> None:
+    # Given keys the type does not name, at the top and in a list's entry, and nulls for optional fields
+    body = {"Type": "t", "Added": {"x": 1}, "Entries": [{"Id": "e", "note": None, "Later": True}]}
+
+    # Then the body reads as the type, and its schema allows more keys
+    assert parse(Extensible, body) == Extensible(kind="t", entries=(Entry(entry_id="e"),))
+    assert parse(Extensible, {"Type": "t", "Entries": None}) == Extensible(kind="t")
+    assert json_schema(Extensible)["additionalProperties"] is True
+    assert json_schema(Body)["additionalProperties"] is False
+
+
+def test_a_list_of_objects_names_each_entry_by_its_index_and_a_null_required_field_is_missing() -> None:
+    _, found = read(Extensible, {"Type": None, "Entries": [{"Id": "a"}, "b", {"Id": None}, {"Id": "", "note": 1}]})
+
+    assert [(problem.field, problem.problem) for problem in found] == [
+        ("Type", "required"),
+        ("Entries[1]", "must be a JSON object"),
+        ("Entries[2].Id", "required"),
+        ("Entries[3].Id", "must be at least 1 characters"),
+        ("Entries[3].note", "must be a string"),
+    ]
+
+
+@dataclass(frozen=True)
+class Trimmed:
+    name: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.name.strip())
+
+
+def test_a_type_whose_init_does_more_than_set_its_fields_is_made_through_it() -> None:
+    """Types are made without their __init__ only when it sets the fields and nothing else."""
+    assert parse(Trimmed, {"name": " n "}).name == "n"
