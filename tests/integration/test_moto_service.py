@@ -110,6 +110,7 @@ def test_the_patches_are_undone_on_the_way_out() -> None:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.sqs import models
     from moto.sqs.models import Queue
+    from werkzeug.serving import WSGIRequestHandler
 
     def current() -> tuple[Any, ...]:
         return (
@@ -117,6 +118,8 @@ def test_the_patches_are_undone_on_the_way_out() -> None:
             Queue.__dict__["approximate_number_of_messages"],
             models.unix_time_millis,  # type: ignore[attr-defined]
             backends.list_of_moto_modules,
+            WSGIRequestHandler.log_request,
+            Queue.delete_message,
         )
 
     before = current()
@@ -191,3 +194,47 @@ def parked_1_absent() -> dict[str, Any]:
             "ConditionExpression": "attribute_not_exists(sk)",
         }
     }
+
+
+def test_a_message_sent_between_two_deletes_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given two received messages, and, while the first is being deleted, another request (moto's server answers
+    # each in a thread of its own) deleting the second and then sending a third
+    import threading
+
+    from moto import mock_aws
+    from moto.sqs.models import Message
+
+    with patched(), mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="first")
+        sqs.send_message(QueueUrl=url, MessageBody="second")
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)["Messages"]
+        handles = {m["Body"]: m["ReceiptHandle"] for m in received}
+        looked_at = Message.had_receipt_handle
+        calls: list[int] = []
+        other: list[threading.Thread] = []
+
+        def delete_second_and_send() -> None:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=handles["second"])
+            sqs.send_message(QueueUrl=url, MessageBody="third")
+
+        def look_while_another_request_runs(self: Message, receipt_handle: str) -> bool:
+            if threading.current_thread() is threading.main_thread():
+                calls.append(1)
+                if len(calls) == 2:  # the first look finds the message; the second is the walk that rebuilds
+                    other.append(threading.Thread(target=delete_second_and_send))
+                    other[0].start()
+                    other[0].join(timeout=0.5)  # it runs now, unless this delete holds the queue's lock
+            return bool(looked_at(self, receipt_handle))
+
+        monkeypatch.setattr(Message, "had_receipt_handle", look_while_another_request_runs)
+        # When the first message is deleted
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=handles["first"])
+        other[0].join(timeout=5)
+        monkeypatch.undo()
+        # Then the third message is on the queue (and the second is gone)
+        left = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    assert [m["Body"] for m in left] == ["third"]
+    assert counts["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
