@@ -440,10 +440,13 @@ def main() -> int:
     files = rendered()
     for stale in set(SCHEMA_DIR.glob("*.schema.json")) - set(files):
         stale.unlink()
+    changed = 0
     for path, text in files.items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path}")
+            changed += 1
+    print(f"make openapi: {len(files)} files, {changed} changed")
     return 0
 
 

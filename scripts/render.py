@@ -141,8 +141,10 @@ def main() -> int:
     except StageFileError as exc:
         print(f"make render: {exc}", file=sys.stderr)
         return 1
-    for path in write(files):
+    changed = write(files)
+    for path in changed:
         print(f"rendered {path.relative_to(PROJECT)}")
+    print(f"make render: {len(files)} files, {len(changed)} changed")
     return 0
 
 
