@@ -451,6 +451,7 @@ def converse(demo: Demo, chat: str) -> None:
     say(f"\n{BOLD}2. The conversation, fanned out{RESET}")
     say(f"  {DIM}crm: messages, attachments, participants, end · agent-assist: what customers say{RESET}")
     say(f"  {DIM}archive: everything, typing too (2 secrets: a rotation) · analytics: chat end (down: 503){RESET}")
+    say(f"  {DIM}channel-bridge: what the customer sees · ticketing: customers' messages (410 Gone: parked){RESET}")
     segment = chat
     for script in (BEFORE_TRANSFER, AFTER_TRANSFER):
         for label, who, type_, content_type, content, extra, visibility in script:
