@@ -9,9 +9,9 @@ both called as Lambda calls them (an event and a context whose remaining time co
 - the relay interrupted at random: an exception in the middle of a fan-out (after the requests went out, before
   any result was settled), an invocation with little time left (a fan-out or a retry batch cut short), and retry
   batches whose invocation dies before its answer (the whole batch comes back);
-- AWS failing at random (one moto server per service, each in a process of its own): botocore ``before-send``
-  hooks on the relay's own SQS, S3 and DynamoDB clients answer throttling and 5xx instead of moto, which botocore
-  retries and, when every retry fails, the relay survives;
+- AWS failing at random (one moto server per service, two for DynamoDB, each in a process of its own): botocore
+  ``before-send`` hooks on the relay's own SQS, S3 and DynamoDB clients answer throttling and 5xx instead of moto,
+  which botocore retries and, when every retry fails, the relay survives;
 - Lambda's side played faithfully: a failed invocation of ``on_chat_message`` is retried twice, then lands in the
   on-failure queue, which the operator replays at the end; SQS redelivers what a batch did not settle after its
   visibility timeout; the operator redrives S3's undelivered copies (written when SQS failed too).
@@ -449,18 +449,18 @@ class Run:
         self.batches = 0
         self.aws_calls: Counter[str] = Counter()
         OUT.mkdir(exist_ok=True)
+        self.receivers: dict[str, ChaosReceiver] = {}
         self.moto = self._start_moto()
         try:
             self.receivers = self._start_receivers()
             self._configure()
         except BaseException:
-            for server in self.moto.values():  # a run that cannot start leaves no moto server behind
-                server.terminate()
+            self.close()  # a run that cannot start leaves no server behind
             raise
 
     def _start_moto(self) -> dict[str, subprocess.Popen[bytes]]:
-        """One moto server per service, each a process of its own: moto's CPU is then neither the relay's (nor its
-        GIL), and SQS does not wait behind S3."""
+        """One moto server per service, and a second for DynamoDB's health table, each a process of its own: moto's
+        CPU is then neither the relay's (nor its GIL), and SQS does not wait behind S3."""
         servers: dict[str, subprocess.Popen[bytes]] = {}
         self.endpoints = {}
         for service in ("sqs", "s3", "dynamodb", "dynamodb-health"):

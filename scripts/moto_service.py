@@ -17,10 +17,11 @@ built for tests that hold a few, then spends the run's minutes on itself rather 
   them approximate, and they lag in SQS too), and the retention period is read from the queue itself. The
   clock a message asks whether it is visible or delayed (once per message held, per receive) is ``time.time()``,
   not moto's two datetime conversions per question: the same milliseconds, at a tenth of the cost.
-- SQS: a delete builds the queue's list of messages anew, from the list as it found it, without the lock a send
-  appends under; two deletes at once (one of them builds from the list the other is about to replace), with a
-  send between them, lose the message sent: SQS answered the send, and the message was never received. Chaos runs
-  lost one to three pairs a run that way, with the queue empty at the end. Here a delete holds that lock.
+- SQS: a delete builds the queue's list of messages anew, from the list as it found it, and assigns it, without the
+  lock a send appends under. A send that lands between a delete's walk and its assignment (anywhere in the walk of
+  the second of two deletes at once) goes with the old list: SQS answered the send, and the message is never
+  received. Chaos runs lost one to three pairs a run that way, with the queue empty at the end. Here a delete holds
+  that lock.
 - Every service: each request is logged (werkzeug formats a line with the client's address and the date, and
   writes it under a lock) to an output the chaos run throws away, a tenth of a busy server's time; here it is not
   (errors still are). Each request lists moto's package directory twice (``list_of_moto_modules``, a ``stat`` per

@@ -438,9 +438,11 @@ def rendered() -> dict[Path, str]:
 
 def main() -> int:
     files = rendered()
+    changed = 0
     for stale in set(SCHEMA_DIR.glob("*.schema.json")) - set(files):
         stale.unlink()
-    changed = 0
+        print(f"removed {stale}")
+        changed += 1
     for path, text in files.items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")

@@ -225,7 +225,7 @@ def test_a_message_sent_between_two_deletes_is_kept(monkeypatch: pytest.MonkeyPa
                 if len(calls) == 2:  # the first look finds the message; the second is the walk that rebuilds
                     other.append(threading.Thread(target=delete_second_and_send))
                     other[0].start()
-                    other[0].join(timeout=0.5)  # it runs now, unless this delete holds the queue's lock
+                    other[0].join(timeout=3)  # it runs now, unless this delete holds the queue's lock
             return bool(looked_at(self, receipt_handle))
 
         monkeypatch.setattr(Message, "had_receipt_handle", look_while_another_request_runs)
