@@ -305,19 +305,18 @@ class Demo:
         """What each receiver got since the last look, one short mark per receiver."""
         marks = []
         for name, receiver in self.world.receivers.items():
-            for request in receiver.requests[self.seen[name] :]:
+            new = receiver.requests[self.seen[name] :]
+            for request in new:
                 verified = self._verify(name, request)
+                body = json.loads(request.body)
                 self.records.append(
-                    {
-                        "receiver": name,
-                        "headers": request.headers,
-                        "body": json.loads(request.body),
-                        "signature_verified": verified,
-                    }
+                    {"receiver": name, "headers": request.headers, "body": body, "signature_verified": verified}
                 )
                 status = self.world.statuses[name]
                 colour = GREEN if verified and status < 300 else RED
-                marks.append(f"{colour}{name} {status}{' ✓sig' if verified else ' ✗sig'}{RESET}")
+                # Two or three items at one look (a read receipt and a reply): each mark says which it was.
+                which = f" {body.get('type', '?')}" if 1 < len(new) <= 3 else ""
+                marks.append(f"{colour}{name} {status}{' ✓sig' if verified else ' ✗sig'}{which}{RESET}")
             self.seen[name] = len(receiver.requests)
         return "  ".join(marks) if marks else f"{DIM}(no destination asked for it){RESET}"
 
