@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal, NoReturn, get_args
 from chalicelib.contact_event_reader import MAX_CONTACT_ID
 from chalicelib.errors import FieldProblem, RelayError
 from chalicelib.strict_json import STRICT_JSON
-from chalicelib.validation import Rule, read
+from chalicelib.validation import Rule, is_unicode_text, read
 
 MAX_ITEM_ID_LENGTH: Final = 256
 MAX_CONTENT_LENGTH: Final = 16_384
@@ -225,16 +225,6 @@ def _check_message_size(message: str) -> None:
         _invalid(f"Message exceeds {MAX_MESSAGE_BYTES} bytes")
 
 
-def _is_utf8(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _encodes_as_utf8(body: dict[str, Any]) -> bool:
     try:
         json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -256,6 +246,6 @@ def _attribute(attributes: Mapping[str, Any], key: str) -> str | None:
     entry = attributes.get(key)
     if isinstance(entry, Mapping) and entry.get("Type", "String") == "String":
         value = entry.get("Value")
-        if isinstance(value, str) and _is_utf8(value):
+        if isinstance(value, str) and is_unicode_text(value):
             return value
     return None

@@ -413,7 +413,7 @@ def _text_problem(value: str, kind: _Kind) -> str | None:
         return "must not be blank"
     if kind.pattern is not None and kind.pattern.search(value) is None:
         return "is not in the expected form"
-    if not _is_unicode_text(value):
+    if not is_unicode_text(value):
         return _NOT_UNICODE
     return None
 
@@ -426,7 +426,7 @@ def _within(value: float, rule: Rule) -> bool:
     )
 
 
-def _is_unicode_text(value: str) -> bool:
+def is_unicode_text(value: str) -> bool:
     """False when ``value`` holds a lone surrogate (a valid JSON escape, but no event body could carry it)."""
     if value.isascii():
         return True
