@@ -290,11 +290,21 @@ class RawBody:
         yield self._body
 
 
+def relay_clients() -> tuple[tuple[str, Any], ...]:
+    """The relay's own AWS clients the run hooks into, each with its service's name."""
+    from chalicelib import clients
+
+    return (
+        ("sqs", clients.sqs()),
+        ("s3", clients.s3()),
+        ("dynamodb", clients.dynamodb()),
+        ("dynamodb", clients.dynamodb_for_health()),
+    )
+
+
 def inject_aws_faults(faults: Faults) -> None:
     """Throttling and 5xx answered in moto's place on the relay's own clients, before anything is sent."""
     from botocore.awsrequest import AWSResponse, HTTPHeaders
-
-    from chalicelib import clients
 
     answers = {
         "sqs": [
@@ -310,13 +320,7 @@ def inject_aws_faults(faults: Faults) -> None:
             (500, b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"),
         ],
     }
-    relay_clients = (
-        ("sqs", clients.sqs()),
-        ("s3", clients.s3()),
-        ("dynamodb", clients.dynamodb()),
-        ("dynamodb", clients.dynamodb_for_health()),
-    )
-    for service, client in relay_clients:
+    for service, client in relay_clients():
 
         def fail(request: Any, service: str = service, **_: Any) -> AWSResponse | None:
             if not faults.roll(f"aws:{service}", faults.aws):
@@ -326,14 +330,12 @@ def inject_aws_faults(faults: Faults) -> None:
             headers = HTTPHeaders.from_dict({"Content-Type": content_type})
             return AWSResponse(request.url, status, headers, RawBody(body))
 
-        client.meta.events.register_first(f"before-send.{service}", fail)  # type: ignore[arg-type]
+        client.meta.events.register_first(f"before-send.{service}", fail)
 
 
 def count_aws_calls(calls: Counter[str], lock: threading.Lock) -> None:
     """Count the relay's AWS calls by service and operation (a call botocore retries counts once)."""
-    from chalicelib import clients
-
-    for client in (clients.sqs(), clients.s3(), clients.dynamodb(), clients.dynamodb_for_health()):
+    for _, client in relay_clients():
 
         def counted(model: Any, **_: Any) -> None:
             with lock:
@@ -591,8 +593,9 @@ class Run:
         dependencies.reset()
         chaotic = chaotic_fanout(self.faults)
         dependencies.fanout = lambda: chaotic  # type: ignore[assignment]
-        for client in (clients.dynamodb(), clients.dynamodb_for_health()):
-            route_health_table(client, self.endpoints)
+        for service, client in relay_clients():
+            if service == "dynamodb":
+                route_health_table(client, self.endpoints)
         inject_aws_faults(self.faults)
         count_aws_calls(self.aws_calls, self.lock)
 

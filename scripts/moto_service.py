@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -141,26 +141,15 @@ def _transacting(original: Any) -> Any:
     return transact_write_items
 
 
-def _serialised(write: Any) -> Any:
-    """A backend write of one item, under the write lock."""
+def _under(lock: Callable[[Any], Any], method: Any) -> Any:
+    """``method`` called under the lock ``lock(self)`` gives."""
 
-    @functools.wraps(write)
-    def one_at_a_time(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _WRITING:
-            return write(self, *args, **kwargs)
+    @functools.wraps(method)
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock(self):
+            return method(self, *args, **kwargs)
 
-    return one_at_a_time
-
-
-def _locked(delete_message: Any) -> Any:
-    """moto's ``Queue.delete_message`` under the lock ``add_message`` appends under."""
-
-    @functools.wraps(delete_message)
-    def delete_message_locked(self: Any, receipt_handle: str) -> None:
-        with self._messages_lock:
-            delete_message(self, receipt_handle)
-
-    return delete_message_locked
+    return locked
 
 
 def _unlogged(*_: Any, **__: Any) -> None:
@@ -229,12 +218,13 @@ def patched() -> Iterator[None]:
     models.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore[attr-defined,assignment]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     for name in _SINGLE_WRITES:
-        setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name)))
+        setattr(DynamoDBBackend, name, _under(lambda _: _WRITING, getattr(DynamoDBBackend, name)))
     SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
     for name in _COUNTS:
         setattr(Queue, name, counted(name))
     WSGIRequestHandler.log_request = _unlogged  # type: ignore[method-assign]
-    Queue.delete_message = _locked(Queue.delete_message)  # type: ignore[method-assign]
+    # The lock ``add_message`` appends under.
+    Queue.delete_message = _under(lambda queue: queue._messages_lock, Queue.delete_message)  # type: ignore[method-assign]
     for (module, name), value in zip(cheaper, (millis, lambda: modules, method_names), strict=True):
         setattr(module, name, value)
     try:
