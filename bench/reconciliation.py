@@ -7,7 +7,6 @@ set difference of the item ids, the least any comparison must do. Targets are re
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -16,6 +15,8 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench import answer_help
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".bench"
@@ -107,6 +108,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    # --help says what the module measures; anything else runs it.
-    argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0]).parse_args()
+    answer_help(__doc__)
     sys.exit(main())

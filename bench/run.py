@@ -33,7 +33,6 @@ Targets are reported, never asserted: CI does not fail on them. Results go to .b
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import io
@@ -49,6 +48,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench import answer_help
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".bench"
@@ -519,6 +520,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    # --help says what the module measures; anything else runs it.
-    argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0]).parse_args()
+    answer_help(__doc__)
     sys.exit(main())

@@ -11,7 +11,6 @@ its time beyond the bare loop is broken down: the relay's own work (key, metadat
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -20,6 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from bench import answer_help
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".bench"
@@ -198,6 +199,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    # --help says what the module measures; anything else runs it.
-    argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0]).parse_args()
+    answer_help(__doc__)
     sys.exit(main())

@@ -373,5 +373,9 @@ if __name__ == "__main__":
     elif len(sys.argv) > 1 and sys.argv[1] == "memory":
         result = child_memory(sys.argv[2], int(sys.argv[3]))
     else:
+        if {"-h", "--help"} & set(sys.argv[1:]):
+            from bench import answer_help  # here, not at the top: the children's imports are what is measured
+
+            answer_help(__doc__)
         sys.exit(main(imports_only=sys.argv[1:] == ["imports"]))
     print(json.dumps(result))
